@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["OKABE_ITO", "use_book_style", "plot_decision_regions", "show_images",
-           "plot_history"]
+           "plot_history", "animation_html"]
 
 #: Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
@@ -95,3 +95,38 @@ def plot_history(history, ax=None):
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=9)
     return ax
+
+
+# matplotlib's to_jshtml draws its buttons with Font Awesome 4 icons from a CDN;
+# plain text symbols (with U+FE0E: not as emoji) work offline and everywhere.
+_ANIMATION_ICONS = {
+    "fa-minus": "\u2212", "fa-fast-backward": "\u23ee\ufe0e", "fa-step-backward": "\u25c1",
+    "fa-play fa-flip-horizontal": "\u25c0\ufe0e", "fa-pause": "\u23f8\ufe0e",
+    "fa-play": "\u25b6\ufe0e", "fa-step-forward": "\u25b7", "fa-fast-forward": "\u23ed\ufe0e",
+    "fa-plus": "+",
+}
+
+
+def animation_html(anim, fps: float | None = None, default_mode: str = "loop"):
+    """A matplotlib animation as self-contained HTML (the static twin of a widget).
+
+    Same as ``anim.to_jshtml`` but with nothing loaded from the network: the
+    Font Awesome stylesheet link is dropped and the button icons become text.
+    Returns an ``IPython.display.HTML`` object.
+    """
+    import re
+
+    from IPython.display import HTML
+
+    html = anim.to_jshtml(fps=fps, default_mode=default_mode)
+    html, n_links = re.subn(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">',
+                            "", html)
+
+    def icon(m):
+        return _ANIMATION_ICONS.get(m.group(1).replace("fa ", "", 1).strip(), m.group(0))
+
+    html = re.sub(r'<i class="(fa [^"]*)"></i>', icon, html)
+    if re.search(r"https?://", html.split("<script", 1)[0]) or 'class="fa ' in html:
+        raise RuntimeError("animation_html: matplotlib's animation template changed; "
+                           "update nnlib.plots._ANIMATION_ICONS")
+    return HTML(html)

@@ -55,7 +55,9 @@ def fit(model: Module, loss_fn, optimizer, X, y, epochs: int, batch_size: int = 
         raise ValueError("fit: give both X_val and y_val, or neither")
     rng = get_rng(rng)
     hist = History()
-    bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=False)
+    # progress=True leaves tqdm's own default, so TQDM_DISABLE=1 still turns it off
+    bar = tqdm(range(epochs), desc="epochs", leave=False,
+               **({} if progress else {"disable": True}))
     for _ in bar:
         model.train()
         total, count = 0.0, 0

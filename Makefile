@@ -1,0 +1,64 @@
+# Two commands do everything on a fresh machine (Python 3.11+, Node.js + npm, Debian):
+#   make book   set up .venv and page assets, build the HTML into _build/html
+#   make test   unit tests, then every notebook executed by nbval
+# and: make lab (JupyterLab on the book), make browser-test (the built pages in
+# headless chromium), make gpu-check (the CUDA tests, on a machine with a GPU).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+READY := $(VENV)/.ready
+# tqdm bars are for people at a live kernel; the built pages and the test logs skip them
+BATCH := TQDM_DISABLE=1 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+
+.PHONY: setup assets system-deps book test unit notebooks browser-test gpu-check lab clean
+
+setup: $(READY)
+
+$(READY): requirements.txt constraints.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+node_modules/.ready: package.json package-lock.json
+	PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+_assets/.ready: node_modules/.ready tools/vendor_assets.py
+	$(BIN)/python tools/vendor_assets.py || $(PYTHON) tools/vendor_assets.py
+	touch $@
+
+assets: _assets/.ready
+
+system-deps:
+	tools/install-system-deps.sh
+
+book: $(READY) assets system-deps
+	rm -rf _build/html
+	$(BATCH) $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	$(BIN)/python tools/check_offline.py _build/html
+	@echo "The book: file://$(CURDIR)/_build/html/index.html"
+
+test: unit notebooks
+
+unit: $(READY)
+	$(BIN)/python -m pytest -m "not browser and not notebooks" tests
+
+notebooks: $(READY)
+	$(BATCH) $(BIN)/python -m pytest -m notebooks tests
+	$(BATCH) $(BIN)/python -m pytest --nbval-lax book/
+
+browser-test: $(READY) system-deps
+	test -f _build/html/index.html || $(MAKE) book
+	$(BIN)/python -m pytest -m browser tests/browser
+
+gpu-check: $(READY)
+	$(BIN)/python -m pytest -m gpu -rs tests
+
+lab: $(READY)
+	$(BIN)/jupyter lab book/
+
+clean:
+	rm -rf _build _assets .pytest_cache .hypothesis

@@ -1,0 +1,109 @@
+"""Open every built page in headless Debian chromium, with the network closed.
+
+Fails on console errors, page errors, failed requests, any request that leaves
+the machine, maths that MathJax did not typeset, mermaid diagrams left as text,
+and images that did not load. Saves a full-page screenshot of each page in
+_build/screenshots/ for a person to look at.
+Run with `make browser-test` after `make book`.
+"""
+import functools
+import http.server
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+# every page a reader can open (not the theme's template fragments under _static/)
+PAGES = sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
+               if "_static" not in p.parts) if HTML.exists() else []
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").exists():
+        pytest.fail("no built book: run `make book` first")
+    handler = functools.partial(QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: run `make system-deps` (Debian's chromium package)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def test_pages_were_found():
+    assert "index.html" in PAGES and len(PAGES) >= 5, PAGES
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_renders_offline(page_path, server, browser):
+    problems = []
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+
+    def route(r):
+        host = urlparse(r.request.url).hostname
+        if r.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+            r.continue_()
+        else:
+            problems.append(f"request leaves the machine: {r.request.url}")
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+
+    page.goto(f"{server}/{page_path}", wait_until="load")
+    page.wait_for_load_state("networkidle")     # index.html redirects to the first chapter
+    has_math = page.evaluate("() => document.querySelectorAll('.math').length")
+    if has_math:
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                               timeout=15000)
+        page.evaluate("() => MathJax.startup.promise")
+        raw = page.evaluate("""() => [...document.querySelectorAll('.math')]
+            .filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 60))""")
+        if raw:
+            problems.append(f"{len(raw)} formula(s) not typeset, e.g. {raw[:3]}")
+        errors = page.evaluate("() => document.querySelectorAll('mjx-merror, [data-mjx-error]').length")
+        if errors:
+            problems.append(f"{errors} MathJax error(s) in formulas")
+    raw_mermaid = page.evaluate("""() => [...document.querySelectorAll('.mermaid, pre.mermaid')]
+        .filter(e => /^\\s*(graph|flowchart)/.test(e.textContent)).length""")
+    if raw_mermaid:
+        problems.append(f"{raw_mermaid} mermaid diagram(s) left as source text")
+    page.wait_for_load_state("networkidle")
+    broken = page.evaluate("""() => [...document.images]
+        .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'))""")
+    if broken:
+        problems.append(f"images that did not load: {broken}")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / (page_path.replace("/", "__") + ".png")), full_page=True)
+    context.close()
+    assert not problems, f"{page_path}:\n  " + "\n  ".join(problems)

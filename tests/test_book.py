@@ -1,0 +1,59 @@
+"""Rules the book's files follow (cheap; no notebook is executed here)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.book
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    dirty = [i for i, c in enumerate(cells) if c["cell_type"] == "code"
+             and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{nb.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_imports_nnlib_and_seeds(nb):
+    cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    first = "".join(cells[0]["source"])
+    assert "import nnlib" in first and "manual_seed" in first, f"{nb.name}: first code cell"
+    for c in cells:
+        assert "sys.path" not in "".join(c["source"]), f"{nb.name}: no sys.path hacks"
+
+
+def _toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [ch["file"] for ch in part["chapters"]]
+    return files
+
+
+def test_every_page_is_in_the_toc_and_exists():
+    listed = set(_toc_files())
+    pages = {str(p.relative_to(ROOT).with_suffix("")) for p in (ROOT / "book").iterdir()
+             if p.suffix in (".ipynb", ".md")}
+    assert pages == listed, f"only in book/: {pages - listed}; only in _toc.yml: {listed - pages}"
+
+
+def test_config_names_no_cdn():
+    text = (ROOT / "_config.yml").read_text()
+    assert not re.search(r"https?://", text), "_config.yml must not load anything from the web"
+
+
+def test_requirements_are_exact_pins_with_cpu_torch():
+    lines = [l.strip() for l in (ROOT / "requirements.txt").read_text().splitlines()
+             if l.strip() and not l.startswith("#")]
+    assert all("==" in l for l in lines), [l for l in lines if "==" not in l]
+    assert "torch==2.13.0" in lines

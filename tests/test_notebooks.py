@@ -1,0 +1,46 @@
+"""Each notebook runs from a fresh kernel in under 120 s and prints the same
+numbers twice in a row. (make test also runs them once more under nbval.)"""
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.notebooks
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+BUDGET_S = 120
+os.environ["TQDM_DISABLE"] = "1"   # progress bars are for live readers; the kernel inherits this
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def run(path):
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=BUDGET_S, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb, time.perf_counter() - start
+
+
+def printed(nb):
+    """Everything printed or shown as text, with memory addresses masked."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.output_type == "stream":
+                out.append(o.text)
+            elif "data" in o and "text/plain" in o.data:
+                out.append(o.data["text/plain"])
+    return re.sub(r"0x[0-9a-f]+", "0x…", "\n".join(out))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_fast_and_deterministic(path):
+    first, seconds = run(path)
+    second, seconds2 = run(path)
+    print(f"{path.name}: {seconds:.1f} s, {seconds2:.1f} s")
+    assert max(seconds, seconds2) < BUDGET_S, f"{path.name} took {max(seconds, seconds2):.0f} s"
+    assert printed(first) == printed(second), f"{path.name} printed different numbers on a rerun"

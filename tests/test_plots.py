@@ -1,0 +1,32 @@
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.animation import FuncAnimation  # noqa: E402
+
+from nnlib import plots  # noqa: E402
+
+pytestmark = pytest.mark.book
+
+
+def test_animation_html_loads_nothing_from_the_network():
+    fig, ax = plt.subplots(figsize=(2, 2), dpi=40)
+    line, = ax.plot([0, 1], [0, 1])
+    anim = FuncAnimation(fig, lambda i: line.set_ydata([0, i]), frames=3)
+    html = plots.animation_html(anim).data
+    plt.close(fig)
+    assert "font-awesome" not in html and not re.search(r"(href|src)=\"https?://", html)
+    assert 'class="fa' not in html and "\u25b6" in html      # the play button is a text symbol
+    assert html.count("data:image/png;base64") >= 3          # every frame is embedded
+
+
+def test_decision_regions_draws_every_class():
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    y = np.array([0, 1, 2])
+    ax = plots.plot_decision_regions(lambda P: (P[:, 0] > 0.5).astype(int), X, y)
+    assert len(ax.collections) >= 3
+    plt.close(ax.figure)
