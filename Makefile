@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 # tqdm bars are for people at a live kernel; the built pages and the test logs skip them
-BATCH := TQDM_DISABLE=1 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+BATCH := TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
 
 .PHONY: setup assets system-deps book test unit notebooks browser-test gpu-check lab clean
 

@@ -67,3 +67,12 @@ def test_fit_learns_digits_quickly():
                            progress=False)
     assert hist.train_loss[-1] < hist.train_loss[0]
     assert hist.val_acc[-1] > 0.9
+
+
+def test_progress_bar_obeys_tqdm_disable(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert nnlib.train.progress_bar(range(3)).disable
+    monkeypatch.setenv("TQDM_DISABLE", "")
+    bar = nnlib.train.progress_bar(range(3))
+    assert not bar.disable and list(bar) == [0, 1, 2]
+    assert nnlib.train.progress_bar(range(3), enabled=False).disable

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 BUDGET_S = 120
 os.environ["TQDM_DISABLE"] = "1"   # progress bars are for live readers; the kernel inherits this
-os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.pop("MPLBACKEND", None)    # kernels use the inline backend, as for a reader
 
 
 def run(path):

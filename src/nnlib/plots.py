@@ -99,11 +99,10 @@ def plot_history(history, ax=None):
 
 # matplotlib's to_jshtml draws its buttons with Font Awesome 4 icons from a CDN;
 # plain text symbols (with U+FE0E: not as emoji) work offline and everywhere.
-_ANIMATION_ICONS = {
-    "fa-minus": "\u2212", "fa-fast-backward": "\u23ee\ufe0e", "fa-step-backward": "\u25c1",
-    "fa-play fa-flip-horizontal": "\u25c0\ufe0e", "fa-pause": "\u23f8\ufe0e",
-    "fa-play": "\u25b6\ufe0e", "fa-step-forward": "\u25b7", "fa-fast-forward": "\u23ed\ufe0e",
-    "fa-plus": "+",
+_ANIMATION_ICONS = {  # all in DejaVu Sans and every common system font
+    "fa-minus": "\u2212", "fa-fast-backward": "\u21e4", "fa-step-backward": "\u25c1",
+    "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u2016", "fa-play": "\u25b6",
+    "fa-step-forward": "\u25b7", "fa-fast-forward": "\u21e5", "fa-plus": "+",
 }
 
 

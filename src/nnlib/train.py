@@ -17,7 +17,22 @@ from .data import batches
 from .module import Module
 from .random import get_rng
 
-__all__ = ["fit", "History", "accuracy", "predict"]
+__all__ = ["fit", "History", "accuracy", "predict", "progress_bar"]
+
+
+def progress_bar(iterable, desc: str = "", enabled: bool = True, **kwargs):
+    """A tqdm progress bar (a widget in Jupyter, text in a terminal).
+
+    Off when ``enabled`` is false or the environment sets ``TQDM_DISABLE=1``,
+    as the book's build and tests do: bars are for a reader at a live kernel.
+    (tqdm's notebook bar ignores that variable by itself.)
+    """
+    import os
+
+    from tqdm.auto import tqdm
+
+    off = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
+    return tqdm(iterable, desc=desc, disable=off or not enabled, leave=False, **kwargs)
 
 
 def predict(model: Module, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -47,17 +62,13 @@ def fit(model: Module, loss_fn, optimizer, X, y, epochs: int, batch_size: int = 
         X_val=None, y_val=None, rng=None, progress: bool = True,
         classification: bool = True) -> History:
     """Train ``model`` in place with mini-batch gradient steps; return the history."""
-    from tqdm.auto import tqdm
-
     if epochs < 1:
         raise ValueError(f"fit: expected epochs >= 1, got {epochs}")
     if (X_val is None) != (y_val is None):
         raise ValueError("fit: give both X_val and y_val, or neither")
     rng = get_rng(rng)
     hist = History()
-    # progress=True leaves tqdm's own default, so TQDM_DISABLE=1 still turns it off
-    bar = tqdm(range(epochs), desc="epochs", leave=False,
-               **({} if progress else {"disable": True}))
+    bar = progress_bar(range(epochs), desc="epochs", enabled=progress)
     for _ in bar:
         model.train()
         total, count = 0.0, 0

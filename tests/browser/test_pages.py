@@ -94,6 +94,21 @@ def test_page_renders_offline(page_path, server, browser):
         errors = page.evaluate("() => document.querySelectorAll('mjx-merror, [data-mjx-error]').length")
         if errors:
             problems.append(f"{errors} MathJax error(s) in formulas")
+    raw_tex = page.evaluate(r"""() => {
+        const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        const bad = [];
+        while (walk.nextNode()) {
+            const n = walk.currentNode;
+            if (n.parentElement.closest('pre, code, script, style, .math, mjx-container, mjx-assistive-mml')) continue;
+            if (/\\(mathbf|frac|hat|sum|partial|delta)\b|\$\$/.test(n.textContent)) bad.push(n.textContent.trim().slice(0, 60));
+        }
+        return bad; }""")
+    if raw_tex:
+        problems.append(f"TeX outside maths (a markdown slip?): {raw_tex[:3]}")
+    text_figures = page.evaluate(r"""() => [...document.querySelectorAll('.output, .cell_output, figure')]
+        .filter(e => /<Figure size \d+x\d+/.test(e.textContent)).length""")
+    if text_figures:
+        problems.append(f"{text_figures} figure(s) shown as '<Figure size ...>' text, not an image")
     raw_mermaid = page.evaluate("""() => [...document.querySelectorAll('.mermaid, pre.mermaid')]
         .filter(e => /^\\s*(graph|flowchart)/.test(e.textContent)).length""")
     if raw_mermaid:
