@@ -57,22 +57,42 @@ def test_one_hot():
         data.one_hot(np.array([3]), 3)
 
 
-def test_fit_learns_digits_quickly():
-    nnlib.manual_seed(0)
-    X, y = data.load_digits()
-    s = data.train_val_test_split(X, y, seed=0)
-    model = nnlib.Sequential(nnlib.Linear(64, 32), nnlib.ReLU(), nnlib.Linear(32, 10))
-    hist = nnlib.train.fit(model, nnlib.CrossEntropyLoss(), nnlib.Adam(model.parameters(), 1e-2),
-                           s.X_train, s.y_train, epochs=5, X_val=s.X_val, y_val=s.y_val,
-                           progress=False)
-    assert hist.train_loss[-1] < hist.train_loss[0]
-    assert hist.val_acc[-1] > 0.9
+def test_xor_and_make_toy():
+    X, y = data.make_xor(n=400, seed=1)
+    assert X.shape == (400, 2) and set(np.unique(y)) == {0, 1}
+    assert np.mean((np.sign(X[:, 0]) != np.sign(X[:, 1])) == y) > 0.9
+    for name in data.TOY_SETS:
+        Xn, yn = data.make_toy(name, n=60)
+        assert Xn.shape == (60, 2) and len(yn) == 60
+    with pytest.raises(ValueError, match="expected one of .*got 'swirl'"):
+        data.make_toy("swirl")
 
 
-def test_progress_bar_obeys_tqdm_disable(monkeypatch):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    assert nnlib.train.progress_bar(range(3)).disable
-    monkeypatch.setenv("TQDM_DISABLE", "")
-    bar = nnlib.train.progress_bar(range(3))
-    assert not bar.disable and list(bar) == [0, 1, 2]
-    assert nnlib.train.progress_bar(range(3), enabled=False).disable
+def test_standardizer_uses_training_statistics_only(rng):
+    X_train = rng.normal(3.0, 2.0, (500, 3))
+    X_train[:, 2] = 1.0                                   # a constant feature
+    s = data.Standardizer().fit(X_train)
+    Z = s.transform(X_train)
+    np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(Z[:, :2].std(axis=0), 1, rtol=1e-12)
+    assert np.all(Z[:, 2] == 0)                           # centred, not divided by 0
+    X_test = rng.normal(3.0, 2.0, (7, 3))
+    np.testing.assert_allclose(s.transform(X_test)[:, 0], (X_test[:, 0] - s.mean[0]) / s.std[0])
+    with pytest.raises(RuntimeError, match="fit"):
+        data.Standardizer().transform(X_test)
+    with pytest.raises(ValueError, match=r"expected \(N, 3\), got \(7, 2\)"):
+        s.transform(X_test[:, :2])
+
+
+def test_shift_images_moves_pixels_without_changing_ink(rng):
+    X, _ = data.load_digits()
+    shifted = data.shift_images(X[:50], max_shift=1, rng=rng)
+    assert shifted.shape == (50, 64)
+    moved = np.any(shifted != X[:50], axis=1).mean()
+    assert moved > 0.6                                     # most images moved (8/9 expected)
+    # a shift only moves pixels: ink can fall off the edge, never appear
+    assert np.all(shifted.sum(axis=1) <= X[:50].sum(axis=1) + 1e-12)
+    one = np.zeros((1, 3, 3))
+    one[0, 1, 1] = 1.0
+    out = data.shift_images(one, rng=np.random.default_rng(0))
+    assert out.sum() == 1.0 and out.max() == 1.0

@@ -99,3 +99,37 @@ def test_linear_default_init_bound_is_torchs():
     w = layer.weight.data
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
     assert abs(w.std() - bound / np.sqrt(3)) < 0.01 * bound
+
+
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3), p=st.sampled_from([0.0, 0.2, 0.5]),
+       seed=st.integers(0, 2**16))
+def test_dropout_in_eval_mode_matches_torch(shape, p, seed):
+    rng = np.random.default_rng(seed)
+    assert_matches_torch(nnlib.Dropout(p).eval(), rng.standard_normal(shape), rng)
+
+
+def test_dropout_in_training_mode_has_the_right_statistics(rng):
+    p = 0.3
+    drop = nnlib.Dropout(p, rng=rng)
+    x = np.ones((400, 500))
+    y = drop.forward(x)
+    kept = y != 0
+    assert abs(kept.mean() - (1 - p)) < 0.005                # fraction kept ~ 1 - p
+    np.testing.assert_allclose(y[kept], 1 / (1 - p))         # survivors scaled up
+    assert abs(y.mean() - 1.0) < 0.01                        # expectation preserved
+    g = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(drop.backward(g), g * y)   # same mask backward
+    with pytest.raises(ValueError, match=r"probability p in \[0, 1\), got 1.0"):
+        nnlib.Dropout(1.0)
+
+
+def test_dropout_gradient_check_with_a_fixed_mask(rng):
+    """With the mask frozen (same generator state every call), dropout is linear."""
+    x = rng.standard_normal((3, 4))
+
+    class Frozen(nnlib.Dropout):
+        def forward(self, x):
+            self.rng = np.random.default_rng(5)
+            return super().forward(x)
+
+    assert check_module_gradients(Frozen(0.5), x, rng=rng).worst < 1e-8

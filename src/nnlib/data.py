@@ -12,8 +12,9 @@ import numpy as np
 
 from .random import get_rng
 
-__all__ = ["load_digits", "make_moons", "make_circles", "make_spirals", "Split",
-           "train_val_test_split", "batches", "one_hot"]
+__all__ = ["load_digits", "make_moons", "make_circles", "make_spirals", "make_xor",
+           "make_toy", "TOY_SETS", "Split", "train_val_test_split", "batches", "one_hot",
+           "Standardizer", "shift_images"]
 
 
 def load_digits(images: bool = False):
@@ -63,6 +64,26 @@ def make_spirals(n: int = 300, classes: int = 3, noise: float = 0.2, seed: int =
     angle = 4.0 * t + 2 * np.pi * y / classes + noise * rng.standard_normal(n)
     X = np.stack([t * np.sin(angle), t * np.cos(angle)], axis=1)
     return X, y.astype(np.int64)
+
+
+def make_xor(n: int = 200, noise: float = 0.15, seed: int = 0):
+    """Four Gaussian blobs at (+-1, +-1); the label is 1 where the signs differ (XOR)."""
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n, 2))
+    X = signs + noise * 2 * rng.standard_normal((n, 2))
+    y = (signs[:, 0] != signs[:, 1]).astype(np.int64)
+    return X * 0.5, y
+
+
+TOY_SETS = {"moons": make_moons, "circles": make_circles, "spiral": make_spirals,
+            "xor": make_xor}
+
+
+def make_toy(name: str, n: int = 300, seed: int = 0):
+    """One of the toy 2-D sets by name: 'moons', 'circles', 'spiral' or 'xor'."""
+    if name not in TOY_SETS:
+        raise ValueError(f"make_toy: expected one of {sorted(TOY_SETS)}, got {name!r}")
+    return TOY_SETS[name](n=n, seed=seed)
 
 
 @dataclass
@@ -129,3 +150,61 @@ def one_hot(y, n_classes: int) -> np.ndarray:
     out = np.zeros((len(y), n_classes))
     out[np.arange(len(y)), y] = 1.0
     return out
+
+
+class Standardizer:
+    """Subtract the mean and divide by the standard deviation of each feature,
+    with statistics **fitted on the training set only** (``fit``), then applied
+    to any set (``transform``). Features that are constant in the training set
+    (std 0, like the digits' corner pixels) are only centred."""
+
+    def __init__(self):
+        self.mean = self.std = None
+
+    def fit(self, X) -> "Standardizer":
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or len(X) == 0:
+            raise ValueError(f"Standardizer.fit: expected a non-empty (N, features) array, "
+                             f"got shape {X.shape}")
+        self.mean = X.mean(axis=0)
+        std = X.std(axis=0)
+        self.std = np.where(std > 0, std, 1.0)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        if self.mean is None:
+            raise RuntimeError("Standardizer.transform: call fit(X_train) first")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.mean):
+            raise ValueError(f"Standardizer.transform: expected (N, {len(self.mean)}), "
+                             f"got {X.shape}")
+        return (X - self.mean) / self.std
+
+    def fit_transform(self, X) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+
+def shift_images(images, max_shift: int = 1, rng=None) -> np.ndarray:
+    """Data augmentation: move each image by a random whole number of pixels,
+    from ``-max_shift`` to ``max_shift`` in each direction, filling with 0.
+
+    ``images``: (N, H, W) or (N, H*W) for square images; returns the same shape.
+    Uses ``scipy.ndimage.shift`` (order 0: pixels are moved, not interpolated).
+    """
+    from scipy.ndimage import shift
+
+    images = np.asarray(images, dtype=np.float64)
+    flat = images.ndim == 2
+    if flat:
+        side = int(round(np.sqrt(images.shape[1])))
+        if side * side != images.shape[1]:
+            raise ValueError(f"shift_images: expected square images, got rows of "
+                             f"{images.shape[1]} pixels")
+        images = images.reshape(-1, side, side)
+    if images.ndim != 3:
+        raise ValueError(f"shift_images: expected (N, H, W) or (N, H*W), got {images.shape}")
+    rng = get_rng(rng)
+    moves = rng.integers(-max_shift, max_shift + 1, size=(len(images), 2))
+    out = np.stack([shift(img, m, order=0, mode="constant", cval=0.0)
+                    for img, m in zip(images, moves)])
+    return out.reshape(len(out), -1) if flat else out

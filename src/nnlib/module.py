@@ -141,6 +141,16 @@ class Module:
                                  f"{name} of shape {p.data.shape}, got {value.shape}")
             p.data[...] = value
 
+    def save(self, path) -> None:
+        """Write every parameter to a NumPy ``.npz`` file (keys: parameter names).
+        As with ``np.savez``, ``.npz`` is appended to a path without it."""
+        np.savez(path, **self.state_dict())
+
+    def load(self, path) -> None:
+        """Read parameters written by ``save``; names and shapes must match."""
+        with np.load(path) as f:
+            self.load_state_dict({k: f[k] for k in f.files})
+
     # --- modes ------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
         for _, m in self.named_modules():

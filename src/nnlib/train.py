@@ -1,4 +1,6 @@
-"""A small, explicit training loop: mini-batches, history, progress bar.
+"""An explicit training loop: mini-batches, validation every epoch, early
+stopping that restores the best weights, checkpoints, a progress bar, and a
+clear stop when the loss diverges.
 
 ``fit`` is the loop a chapter would otherwise write by hand::
 
@@ -9,6 +11,8 @@
 """
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +21,12 @@ from .data import batches
 from .module import Module
 from .random import get_rng
 
-__all__ = ["fit", "History", "accuracy", "predict", "progress_bar"]
+__all__ = ["fit", "History", "accuracy", "predict", "evaluate_loss", "progress_bar",
+           "DivergenceError"]
+
+
+class DivergenceError(FloatingPointError):
+    """The training loss became NaN or infinite; the message says where."""
 
 
 def progress_bar(iterable, desc: str = "", enabled: bool = True, **kwargs):
@@ -27,8 +36,6 @@ def progress_bar(iterable, desc: str = "", enabled: bool = True, **kwargs):
     as the book's build and tests do: bars are for a reader at a live kernel.
     (tqdm's notebook bar ignores that variable by itself.)
     """
-    import os
-
     from tqdm.auto import tqdm
 
     off = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
@@ -50,30 +57,89 @@ def accuracy(model: Module, X: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(predict(model, X) == np.asarray(y)))
 
 
+def evaluate_loss(model: Module, loss_fn, X, y) -> float:
+    """The loss on ``(X, y)`` in evaluation mode (no dropout), without gradients."""
+    was_training = model.training
+    model.eval()
+    value = loss_fn(model.forward(X), y)
+    model.train(was_training)
+    return float(value)
+
+
 @dataclass
 class History:
-    """Per-epoch records: mean training loss, and accuracies if labels are classes."""
+    """Per-epoch records. ``best_epoch`` (1-based) is the epoch whose weights the
+    model holds at the end when early stopping restored them."""
     train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
     train_acc: list = field(default_factory=list)
     val_acc: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+
+def _check_data(X, y, where, name="X"):
+    if not isinstance(X, np.ndarray) or X.ndim < 2:
+        raise ValueError(f"{where}: expected {name} as an array with one example per row "
+                         f"(at least 2 dimensions), got "
+                         f"{getattr(X, 'shape', type(X).__name__)}")
+    if len(X) == 0:
+        raise ValueError(f"{where}: expected at least one example, got an empty {name}")
+    if y is None or len(y) != len(X):
+        raise ValueError(f"{where}: expected one label per row of {name}: {len(X)} rows, "
+                         f"got {None if y is None else len(y)} labels")
 
 
 def fit(model: Module, loss_fn, optimizer, X, y, epochs: int, batch_size: int = 32,
         X_val=None, y_val=None, rng=None, progress: bool = True,
-        classification: bool = True) -> History:
-    """Train ``model`` in place with mini-batch gradient steps; return the history."""
-    if epochs < 1:
-        raise ValueError(f"fit: expected epochs >= 1, got {epochs}")
+        classification: bool = True, patience: int | None = None,
+        checkpoint: str | os.PathLike | None = None, callback=None) -> History:
+    """Train ``model`` in place with mini-batch gradient steps; return the history.
+
+    * Validation data, if given, is scored after every epoch (loss, and accuracy
+      when ``classification``).
+    * ``patience=k``: stop after ``k`` epochs without a lower validation loss and
+      restore the weights of the best epoch (needs validation data).
+    * ``checkpoint``: path of an ``.npz`` file that always holds the best weights
+      so far (the last weights without validation data); ``model.load(path)``
+      reads it back.
+    * ``callback(epoch, history)`` runs after each epoch; return ``False`` to stop.
+    * A loss that becomes NaN or infinite raises ``DivergenceError`` naming the
+      epoch and step, instead of training on garbage.
+    """
+    where = "fit"
+    _check_data(X, y, where)
     if (X_val is None) != (y_val is None):
-        raise ValueError("fit: give both X_val and y_val, or neither")
+        raise ValueError(f"{where}: give both X_val and y_val, or neither")
+    if X_val is not None:
+        _check_data(X_val, y_val, where, "X_val")
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"{where}: expected epochs to be an integer >= 1, got {epochs!r}")
+    if patience is not None and (X_val is None or patience < 1):
+        raise ValueError(f"{where}: early stopping (patience={patience!r}) needs an integer "
+                         "patience >= 1 and validation data X_val, y_val")
     rng = get_rng(rng)
     hist = History()
+    best_loss, best_state, waited = math.inf, None, 0
+    step = 0
     bar = progress_bar(range(epochs), desc="epochs", enabled=progress)
-    for _ in bar:
+    for epoch in bar:
         model.train()
         total, count = 0.0, 0
         for xb, yb in batches(X, y, batch_size, rng=rng):
-            loss = loss_fn(model.forward(xb), yb)
+            # overflow is reported once, below, as a divergence with its step
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss = loss_fn(model.forward(xb), yb)
+            step += 1
+            if not math.isfinite(loss):
+                raise DivergenceError(
+                    f"fit: the training loss became {loss} at epoch {epoch + 1}, step "
+                    f"{step} (after {count} examples of that epoch); the weights have "
+                    "blown up. Lower the learning rate, or clip the gradients")
             model.zero_grad()
             model.backward(loss_fn.backward())
             optimizer.step()
@@ -82,8 +148,26 @@ def fit(model: Module, loss_fn, optimizer, X, y, epochs: int, batch_size: int = 
         hist.train_loss.append(total / count)
         if classification:
             hist.train_acc.append(accuracy(model, X, y))
-            if X_val is not None:
+        if X_val is not None:
+            hist.val_loss.append(evaluate_loss(model, loss_fn, X_val, y_val))
+            if classification:
                 hist.val_acc.append(accuracy(model, X_val, y_val))
+            if hist.val_loss[-1] < best_loss:
+                best_loss, best_state, waited = hist.val_loss[-1], model.state_dict(), 0
+                hist.best_epoch = epoch + 1
+                if checkpoint is not None:
+                    model.save(checkpoint)
+            else:
+                waited += 1
+        elif checkpoint is not None:
+            model.save(checkpoint)
         bar.set_postfix(loss=f"{hist.train_loss[-1]:.4f}")
+        if patience is not None and waited >= patience:
+            hist.stopped_early = True
+            break
+        if callback is not None and callback(epoch + 1, hist) is False:
+            break
+    if patience is not None and best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return hist

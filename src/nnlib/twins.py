@@ -47,6 +47,7 @@ def _register_defaults():
     register_twin(layers.Sigmoid, lambda m: nn.Sigmoid())
     register_twin(layers.Tanh, lambda m: nn.Tanh())
     register_twin(layers.LeakyReLU, lambda m: nn.LeakyReLU(m.negative_slope))
+    register_twin(layers.Dropout, lambda m: nn.Dropout(m.p))
     register_twin(Sequential, lambda m: nn.Sequential(*[torch_twin(c, copy_weights=False)
                                                         for c in m]))
 

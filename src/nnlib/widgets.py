@@ -1,0 +1,168 @@
+"""The network playground: train a small MLP on a toy 2-D set and watch the
+decision boundary and the loss.
+
+``playground()`` is the live ipywidgets panel. ``train_toy`` does the work and
+keeps snapshots of the weights, from which ``playground_animation`` renders the
+static twin for the HTML book (no kernel needed, nothing from the network).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import data, models, optim
+from .losses import CrossEntropyLoss
+from .random import get_rng
+from .train import DivergenceError, accuracy, fit, predict
+
+__all__ = ["ToyRun", "train_toy", "draw_toy_run", "playground_animation", "playground"]
+
+
+@dataclass
+class ToyRun:
+    """What ``train_toy`` returns: the data, the model, per-epoch losses and
+    accuracies, and ``(epoch, state_dict)`` snapshots; ``error`` holds the
+    message if training diverged (the losses then stop at the last good epoch)."""
+    X: np.ndarray
+    y: np.ndarray
+    model: object
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    snapshots: list = field(default_factory=list)
+    error: str | None = None
+    config: dict = field(default_factory=dict)
+
+
+def train_toy(dataset: str = "spiral", hidden_layers: int = 2, width: int = 16,
+              activation: str = "tanh", lr: float = 0.03, weight_decay: float = 0.0,
+              epochs: int = 150, n: int = 300, seed: int = 0,
+              snapshot_every: int = 10) -> ToyRun:
+    """Train an MLP (Adam, full-batch-ish mini-batches of 50) on a toy set."""
+    where = "train_toy"
+    if dataset not in data.TOY_SETS:
+        raise ValueError(f"{where}: expected dataset in {sorted(data.TOY_SETS)}, got {dataset!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{where}: expected a learning rate > 0, got {lr!r}")
+    if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+        raise ValueError(f"{where}: expected weight_decay >= 0, got {weight_decay!r}")
+    for name, v, lo in (("hidden_layers", hidden_layers, 0), ("width", width, 1),
+                        ("epochs", epochs, 1), ("n", n, 4), ("snapshot_every", snapshot_every, 1)):
+        if not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{where}: expected an integer {name} >= {lo}, got {v!r}")
+    X, y = data.make_toy(dataset, n=n, seed=seed)
+    rng = np.random.default_rng(seed)
+    model = models.mlp(2, int(y.max()) + 1, hidden=(width,) * hidden_layers,
+                       activation=activation, rng=rng)
+    opt = optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    run = ToyRun(X, y, model, config=dict(dataset=dataset, hidden_layers=hidden_layers,
+                                          width=width, activation=activation, lr=lr,
+                                          weight_decay=weight_decay))
+    run.snapshots.append((0, model.state_dict()))
+
+    def record(epoch, hist):
+        run.train_loss.append(hist.train_loss[-1])
+        run.train_acc.append(hist.train_acc[-1])
+        if epoch % snapshot_every == 0 or epoch == epochs:
+            run.snapshots.append((epoch, model.state_dict()))
+
+    try:
+        fit(model, CrossEntropyLoss(), opt, X, y, epochs=epochs, batch_size=50, rng=rng,
+            progress=False, callback=record)
+    except DivergenceError as e:
+        run.error = str(e)
+    return run
+
+
+def draw_toy_run(run: ToyRun, upto: int | None = None, axes=None, resolution: int = 150):
+    """Decision regions of the snapshot taken at or before epoch ``upto`` (left)
+    and the training loss up to then (right)."""
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_decision_regions
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    ax_regions, ax_loss = axes
+    ax_regions.clear()
+    ax_loss.clear()
+    epoch, state = run.snapshots[-1]
+    if upto is not None:
+        epoch, state = max((s for s in run.snapshots if s[0] <= upto), key=lambda s: s[0])
+    run.model.load_state_dict(state)
+    plot_decision_regions(lambda P: predict(run.model, P), run.X, run.y, ax=ax_regions,
+                          resolution=resolution)
+    acc = accuracy(run.model, run.X, run.y)
+    ax_regions.set_title(f"{run.config['dataset']}: epoch {epoch}, accuracy {acc:.2f}")
+    ax_regions.set_xlabel("feature $x_1$")
+    ax_regions.set_ylabel("feature $x_2$")
+    epochs = np.arange(1, len(run.train_loss) + 1)
+    ax_loss.plot(epochs, run.train_loss, color="0.8", lw=1)
+    ax_loss.plot(epochs[:epoch], run.train_loss[:epoch], color="#0072B2", lw=2)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (cross-entropy, log scale)")
+    ax_loss.set_title("loss so far (grey: the whole run)")
+    if run.error:
+        ax_loss.text(0.5, 0.5, "diverged:\nsee the message", transform=ax_loss.transAxes,
+                     ha="center", color="#D55E00")
+    return axes
+
+
+def playground_animation(run: ToyRun, fps: float = 4):
+    """The static twin of the playground: every snapshot of ``run`` as one frame."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    from .plots import animation_html
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=72, layout="constrained")
+    epochs = [e for e, _ in run.snapshots]
+    anim = FuncAnimation(fig, lambda i: draw_toy_run(run, epochs[i], axes, resolution=80),
+                         frames=len(epochs))
+    html = animation_html(anim, fps=fps)
+    plt.close(fig)
+    return html
+
+
+def playground(epochs: int = 150):
+    """The live panel: choose a data set and a network, press Train."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    style = {"description_width": "120px"}
+    controls = dict(
+        dataset=w.Dropdown(options=sorted(data.TOY_SETS), value="spiral",
+                           description="data set", style=style),
+        hidden_layers=w.IntSlider(2, 0, 4, description="hidden layers", style=style),
+        width=w.IntSlider(16, 1, 64, description="width", style=style),
+        activation=w.Dropdown(options=sorted(models.ACTIVATIONS), value="tanh",
+                              description="activation", style=style),
+        lr=w.FloatLogSlider(0.03, base=10, min=-4, max=1, description="learning rate",
+                            style=style),
+        weight_decay=w.FloatLogSlider(1e-6, base=10, min=-6, max=-1,
+                                      description="weight decay", style=style),
+    )
+    button = w.Button(description="Train", button_style="primary")
+    out = w.Output()
+
+    def train(_=None):
+        button.disabled = True
+        with out:
+            out.clear_output(wait=True)
+            cfg = {k: c.value for k, c in controls.items()}
+            if cfg["weight_decay"] <= 1e-6:
+                cfg["weight_decay"] = 0.0
+            run = train_toy(epochs=epochs, **cfg)
+            fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+            draw_toy_run(run, axes=axes)
+            fig.tight_layout()
+            plt.show()
+            if run.error:
+                print(run.error)
+        button.disabled = False
+
+    button.on_click(train)
+    return w.VBox([w.HBox([w.VBox(list(controls.values())[:3]),
+                           w.VBox(list(controls.values())[3:])]), button, out])
