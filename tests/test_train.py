@@ -64,9 +64,18 @@ def test_divergence_stops_with_the_step():
     s = digits_split()
     nnlib.manual_seed(0)
     model = nnlib.Sequential(nnlib.Linear(64, 10))   # least squares: diverges for lr > 2/L
-    with pytest.raises(DivergenceError, match=r"became (nan|inf) at epoch \d+, step \d+"):
+    with pytest.raises(DivergenceError, match=r"diverged at epoch \d+, step \d+"):
         fit(model, nnlib.MSELoss(), nnlib.SGD(model.parameters(), lr=10.0),
             s.X_train, np.eye(10)[s.y_train], epochs=5, classification=False, progress=False)
+
+
+def test_divergence_inside_a_network_is_reported_as_divergence():
+    s = digits_split()
+    X = nnlib.data.Standardizer().fit_transform(s.X_train)
+    model = mlp(hidden=128)
+    with pytest.raises(DivergenceError, match=r"diverged at epoch \d+, step \d+"):
+        fit(model, nnlib.CrossEntropyLoss(), nnlib.SGD(model.parameters(), lr=10.0),
+            X, s.y_train, epochs=20, rng=np.random.default_rng(0), progress=False)
 
 
 def test_fit_rejects_nonsense():
@@ -79,6 +88,10 @@ def test_fit_rejects_nonsense():
         fit(model, loss, opt, s.X_train, s.y_train[:10], epochs=1)
     with pytest.raises(ValueError, match=r"labels in \[0, 10\), got values from 3 to 12"):
         fit(model, loss, opt, s.X_train, s.y_train + 3, epochs=1, progress=False)
+    bad = s.X_train.copy()
+    bad[3, 5] = np.nan
+    with pytest.raises(ValueError, match=r"finite values in X.*NaN\) at index \(3, 5\)"):
+        fit(model, loss, opt, bad, s.y_train, epochs=1)
     with pytest.raises(ValueError, match="epochs to be an integer >= 1, got 0"):
         fit(model, loss, opt, s.X_train, s.y_train, epochs=0)
     with pytest.raises(ValueError, match="needs an integer patience >= 1 and validation data"):

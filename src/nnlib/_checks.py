@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_float_array", "check_shape", "check_finite", "check_labels"]
+__all__ = ["as_float_array", "check_shape", "check_finite", "check_labels", "NonFiniteError"]
+
+
+class NonFiniteError(ValueError):
+    """An array that should be finite holds NaN or infinity."""
 
 
 def as_float_array(x, where: str, name: str = "x", ndim: int | None = None,
@@ -44,7 +48,7 @@ def check_finite(x: np.ndarray, where: str, name: str = "x") -> None:
         bad = np.argwhere(~finite)
         first = tuple(int(i) for i in bad[0])
         kind = "NaN" if np.isnan(x[first]) else "infinity"
-        raise ValueError(f"{where}: expected finite values in {name}, got "
+        raise NonFiniteError(f"{where}: expected finite values in {name}, got "
                          f"{len(bad)} non-finite value(s), the first ({kind}) "
                          f"at index {first}")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._checks import NonFiniteError, check_finite
 from .data import batches
 from .module import Module
 from .random import get_rng
@@ -89,6 +90,7 @@ def _check_data(X, y, where, name="X"):
                          f"{getattr(X, 'shape', type(X).__name__)}")
     if len(X) == 0:
         raise ValueError(f"{where}: expected at least one example, got an empty {name}")
+    check_finite(np.asarray(X, dtype=np.float64), where, name)
     if y is None or len(y) != len(X):
         raise ValueError(f"{where}: expected one label per row of {name}: {len(X)} rows, "
                          f"got {None if y is None else len(y)} labels")
@@ -131,18 +133,22 @@ def fit(model: Module, loss_fn, optimizer, X, y, epochs: int, batch_size: int = 
         model.train()
         total, count = 0.0, 0
         for xb, yb in batches(X, y, batch_size, rng=rng):
-            # overflow is reported once, below, as a divergence with its step
-            with np.errstate(over="ignore", invalid="ignore"):
-                loss = loss_fn(model.forward(xb), yb)
             step += 1
-            if not math.isfinite(loss):
-                raise DivergenceError(
-                    f"fit: the training loss became {loss} at epoch {epoch + 1}, step "
-                    f"{step} (after {count} examples of that epoch); the weights have "
-                    "blown up. Lower the learning rate, or clip the gradients")
-            model.zero_grad()
-            model.backward(loss_fn.backward())
-            optimizer.step()
+            diverged = (f"fit: the training diverged at epoch {epoch + 1}, step {step} "
+                        f"(after {count} examples of that epoch): the weights have blown "
+                        "up. Lower the learning rate, or clip the gradients")
+            # the data were checked to be finite, so NaN or infinity from here on
+            # means divergence: report it once, with its step
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    loss = loss_fn(model.forward(xb), yb)
+                    if not math.isfinite(loss):
+                        raise NonFiniteError(f"the loss is {loss}")
+                    model.zero_grad()
+                    model.backward(loss_fn.backward())
+                    optimizer.step()
+            except (NonFiniteError, FloatingPointError) as e:
+                raise DivergenceError(f"{diverged} ({e})") from e
             total += loss * len(xb)
             count += len(xb)
         hist.train_loss.append(total / count)
