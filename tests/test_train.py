@@ -100,10 +100,10 @@ def test_fit_rejects_nonsense():
         nnlib.SGD(model.parameters(), lr=-0.1)
 
 
-def test_progress_bar_obeys_tqdm_disable(monkeypatch):
+def test_progress_bar_is_quiet_unless_interactive(monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert nnlib.train.progress_bar(range(3)).disable
     monkeypatch.setenv("TQDM_DISABLE", "")
-    bar = nnlib.train.progress_bar(range(3))
-    assert not bar.disable and list(bar) == [0, 1, 2]
+    bar = nnlib.train.progress_bar(range(3))     # pytest captures stderr: not a TTY
+    assert bar.disable and list(bar) == [0, 1, 2]
     assert nnlib.train.progress_bar(range(3), enabled=False).disable

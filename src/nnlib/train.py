@@ -31,16 +31,18 @@ class DivergenceError(FloatingPointError):
 
 
 def progress_bar(iterable, desc: str = "", enabled: bool = True, **kwargs):
-    """A tqdm progress bar (a widget in Jupyter, text in a terminal).
+    """A tqdm progress bar: a widget in Jupyter, text in an interactive terminal,
+    nothing when output goes to a file or a log (tqdm's ``disable=None``).
 
-    Off when ``enabled`` is false or the environment sets ``TQDM_DISABLE=1``,
+    Also off when ``enabled`` is false or the environment sets ``TQDM_DISABLE=1``,
     as the book's build and tests do: bars are for a reader at a live kernel.
     (tqdm's notebook bar ignores that variable by itself.)
     """
     from tqdm.auto import tqdm
 
     off = os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
-    return tqdm(iterable, desc=desc, disable=off or not enabled, leave=False, **kwargs)
+    return tqdm(iterable, desc=desc, disable=True if (off or not enabled) else None,
+                leave=False, **kwargs)
 
 
 def predict(model: Module, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
