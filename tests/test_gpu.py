@@ -27,3 +27,24 @@ def test_losses_match_on_cuda(rng):
     out.backward()
     np.testing.assert_allclose(value, out.item(), rtol=1e-8)
     np.testing.assert_allclose(ours.backward(), zt.grad.cpu().numpy(), rtol=1e-8, atol=1e-10)
+
+
+def test_vgg_sized_conv_block_matches_torch_on_cuda_in_float32(rng):
+    """batch 8, 64 -> 64 channels, 112x112, k3 p1, then 2x2 max-pool, in float32.
+    Tolerance: float32 sums over 64*9 = 576 products; rtol 1e-4, atol 1e-4."""
+    x = rng.standard_normal((8, 64, 112, 112)).astype(np.float32)
+    block = nnlib.Sequential(nnlib.Conv2d(64, 64, 3, padding=1, rng=rng, dtype=np.float32),
+                             nnlib.ReLU(), nnlib.MaxPool2d(2))
+    y = block.forward(x)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx = block.backward(g)
+    from nnlib.twins import torch_twin
+
+    twin = torch_twin(block, dtype=torch.float32, device="cuda")
+    xt = torch.tensor(x, device="cuda", requires_grad=True)
+    yt = twin(xt)
+    yt.backward(torch.tensor(g, device="cuda"))
+    np.testing.assert_allclose(y, yt.detach().cpu().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, xt.grad.cpu().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(block[0].weight.grad, twin[0].weight.grad.cpu().numpy(),
+                               rtol=1e-3, atol=1e-2)

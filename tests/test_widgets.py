@@ -44,3 +44,16 @@ def test_mlp_builder():
     assert m(np.zeros((2, 4))).shape == (2, 3)
     with pytest.raises(ValueError, match="positive integer widths"):
         models.mlp(4, 3, hidden=(0,))
+
+
+def test_kernel_parsing_and_application():
+    k = widgets.parse_kernel("1 0 -1; 2 0 -2\n1, 0, -1")
+    np.testing.assert_array_equal(k, widgets.KERNELS["vertical edges (Sobel x)"])
+    with pytest.raises(ValueError, match="3 rows of 3 numbers, got rows of lengths \\[2, 3, 3\\]"):
+        widgets.parse_kernel("1 0; 2 0 -2; 1 0 -1")
+    with pytest.raises(ValueError, match="expected numbers"):
+        widgets.parse_kernel("a b c; 1 2 3; 4 5 6")
+    img = np.arange(16.0).reshape(4, 4)
+    np.testing.assert_array_equal(widgets.apply_kernel(img, widgets.KERNELS["identity"]), img)
+    panel = widgets.kernel_explorer(img)
+    assert len(panel.children) == 2

@@ -48,6 +48,12 @@ def _register_defaults():
     register_twin(layers.Tanh, lambda m: nn.Tanh())
     register_twin(layers.LeakyReLU, lambda m: nn.LeakyReLU(m.negative_slope))
     register_twin(layers.Dropout, lambda m: nn.Dropout(m.p))
+    register_twin(layers.Conv2d, lambda m: nn.Conv2d(
+        m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+        dilation=m.dilation, bias=m.bias is not None))
+    register_twin(layers.MaxPool2d, lambda m: nn.MaxPool2d(m.kernel_size, m.stride, m.padding))
+    register_twin(layers.AvgPool2d, lambda m: nn.AvgPool2d(m.kernel_size, m.stride, m.padding))
+    register_twin(layers.Flatten, lambda m: nn.Flatten())
     register_twin(Sequential, lambda m: nn.Sequential(*[torch_twin(c, copy_weights=False)
                                                         for c in m]))
 

@@ -17,7 +17,8 @@ from .losses import CrossEntropyLoss
 from .random import get_rng
 from .train import DivergenceError, accuracy, fit, predict
 
-__all__ = ["ToyRun", "train_toy", "draw_toy_run", "playground_animation", "playground"]
+__all__ = ["ToyRun", "train_toy", "draw_toy_run", "playground_animation", "playground",
+           "KERNELS", "parse_kernel", "apply_kernel", "kernel_explorer"]
 
 
 @dataclass
@@ -166,3 +167,73 @@ def playground(epochs: int = 150):
     button.on_click(train)
     return w.VBox([w.HBox([w.VBox(list(controls.values())[:3]),
                            w.VBox(list(controls.values())[3:])]), button, out])
+
+
+#: 3x3 kernels the convolution chapter starts from
+KERNELS = {
+    "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+    "vertical edges (Sobel x)": [[1, 0, -1], [2, 0, -2], [1, 0, -1]],
+    "horizontal edges (Sobel y)": [[1, 2, 1], [0, 0, 0], [-1, -2, -1]],
+    "blur (box)": [[1 / 9] * 3] * 3,
+    "sharpen": [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
+}
+
+
+def parse_kernel(text: str) -> np.ndarray:
+    """'1 0 -1; 2 0 -2; 1 0 -1' (rows separated by ';' or new lines) -> 3x3 array."""
+    rows = [r.replace(",", " ").split() for r in text.replace("\n", ";").split(";") if r.strip()]
+    try:
+        values = [[float(v) for v in r] for r in rows]
+    except ValueError:
+        raise ValueError(f"parse_kernel: expected numbers, got {text!r}") from None
+    if [len(r) for r in values] != [3, 3, 3]:
+        raise ValueError(f"parse_kernel: expected 3 rows of 3 numbers, got rows of lengths "
+                         f"{[len(r) for r in rows]}")
+    return np.array(values)
+
+
+def apply_kernel(image: np.ndarray, kernel) -> np.ndarray:
+    """One grey image (H, W) convolved with a 3x3 kernel, zero padding 1 (same size)."""
+    from .layers.conv import conv2d_forward
+
+    image = np.asarray(image, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    y, _ = conv2d_forward(image[None, None], kernel[None, None], padding=1)
+    return y[0, 0]
+
+
+def kernel_explorer(image: np.ndarray):
+    """Live panel: pick a preset or type a 3x3 kernel, see it applied to ``image``."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    preset = w.Dropdown(options=list(KERNELS), description="preset")
+    text = w.Textarea(value="0 0 0; 0 1 0; 0 0 0", description="kernel",
+                      layout=w.Layout(width="260px", height="70px"))
+    out = w.Output()
+
+    def show(_=None):
+        with out:
+            out.clear_output(wait=True)
+            try:
+                k = parse_kernel(text.value)
+            except ValueError as e:
+                print(e)
+                return
+            fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+            axes[0].imshow(image, cmap="gray_r")
+            axes[0].set_title("input")
+            axes[1].imshow(apply_kernel(image, k), cmap="RdBu_r")
+            axes[1].set_title("output (red > 0 > blue)")
+            for ax in axes:
+                ax.axis("off")
+            plt.show()
+
+    def use_preset(change):
+        text.value = "; ".join(" ".join(f"{v:.3g}" for v in row) for row in KERNELS[preset.value])
+
+    preset.observe(use_preset, names="value")
+    text.observe(show, names="value")
+    use_preset(None)
+    show()
+    return w.VBox([w.HBox([preset, text]), out])
