@@ -47,7 +47,7 @@ unit: $(READY)
 	$(BIN)/python -m pytest -m "not browser and not notebooks" tests
 
 notebooks: $(READY)
-	$(BATCH) $(BIN)/python -m pytest -m notebooks tests
+	$(BATCH) $(BIN)/python -m pytest -s -m notebooks tests
 	$(BATCH) $(BIN)/python -m pytest --nbval-lax book/
 
 browser-test: $(READY) system-deps
