@@ -54,6 +54,18 @@ def _register_defaults():
     register_twin(layers.MaxPool2d, lambda m: nn.MaxPool2d(m.kernel_size, m.stride, m.padding))
     register_twin(layers.AvgPool2d, lambda m: nn.AvgPool2d(m.kernel_size, m.stride, m.padding))
     register_twin(layers.Flatten, lambda m: nn.Flatten())
+
+    def sequence_output(base):
+        """torch's recurrent layers return (output, state); the twin returns output."""
+        class Twin(base):
+            def forward(self, x):
+                return super().forward(x)[0]
+        Twin.__name__ = base.__name__
+        return lambda m: Twin(m.input_size, m.hidden_size, batch_first=True)
+
+    register_twin(layers.RNN, sequence_output(nn.RNN))
+    register_twin(layers.LSTM, sequence_output(nn.LSTM))
+    register_twin(layers.GRU, sequence_output(nn.GRU))
     register_twin(Sequential, lambda m: nn.Sequential(*[torch_twin(c, copy_weights=False)
                                                         for c in m]))
 
