@@ -1,7 +1,6 @@
 """Module, Sequential and the error messages readers will meet."""
 import numpy as np
 import pytest
-import torch
 
 import nnlib
 from nnlib.twins import torch_twin

@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-import nnlib
 from nnlib import data
 
 pytestmark = pytest.mark.data

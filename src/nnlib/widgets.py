@@ -14,7 +14,6 @@ import numpy as np
 
 from . import data, models, optim
 from .losses import CrossEntropyLoss
-from .random import get_rng
 from .train import DivergenceError, accuracy, fit, predict
 
 __all__ = ["ToyRun", "train_toy", "draw_toy_run", "playground_animation", "playground",
