@@ -81,6 +81,12 @@ def test_standardizer_uses_training_statistics_only(rng):
         data.Standardizer().transform(X_test)
     with pytest.raises(ValueError, match=r"expected \(N, 3\), got \(7, 2\)"):
         s.transform(X_test[:, :2])
+    X_bad = X_test.copy()
+    X_bad[4, 1] = np.nan                  # StandardScaler alone would skip NaN
+    with pytest.raises(ValueError, match=r"finite values in X.*\(4, 1\)"):
+        data.Standardizer().fit(X_bad)
+    with pytest.raises(ValueError, match="finite values in X"):
+        s.transform(X_bad)
 
 
 def test_shift_images_moves_pixels_without_changing_ink(rng):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_finite
 from .random import get_rng
 
 __all__ = ["load_digits", "make_moons", "make_circles", "make_spirals", "make_xor",
@@ -156,29 +157,46 @@ class Standardizer:
     """Subtract the mean and divide by the standard deviation of each feature,
     with statistics **fitted on the training set only** (``fit``), then applied
     to any set (``transform``). Features that are constant in the training set
-    (std 0, like the digits' corner pixels) are only centred."""
+    (std 0, like the digits' corner pixels) are only centred.
+
+    A thin wrapper around scikit-learn's ``StandardScaler`` that adds the
+    book's input checks (2-D, non-empty, finite, right number of features)
+    and exposes ``mean`` and ``std`` as arrays.
+    """
 
     def __init__(self):
-        self.mean = self.std = None
+        from sklearn.preprocessing import StandardScaler
+
+        self._scaler = StandardScaler()
+        self._fitted = False
+
+    @property
+    def mean(self):
+        return self._scaler.mean_ if self._fitted else None
+
+    @property
+    def std(self):
+        return self._scaler.scale_ if self._fitted else None
 
     def fit(self, X) -> "Standardizer":
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or len(X) == 0:
             raise ValueError(f"Standardizer.fit: expected a non-empty (N, features) array, "
                              f"got shape {X.shape}")
-        self.mean = X.mean(axis=0)
-        std = X.std(axis=0)
-        self.std = np.where(std > 0, std, 1.0)
+        check_finite(X, "Standardizer.fit", "X")
+        self._scaler.fit(X)
+        self._fitted = True
         return self
 
     def transform(self, X) -> np.ndarray:
-        if self.mean is None:
+        if not self._fitted:
             raise RuntimeError("Standardizer.transform: call fit(X_train) first")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.mean):
             raise ValueError(f"Standardizer.transform: expected (N, {len(self.mean)}), "
                              f"got {X.shape}")
-        return (X - self.mean) / self.std
+        check_finite(X, "Standardizer.transform", "X")
+        return self._scaler.transform(X)
 
     def fit_transform(self, X) -> np.ndarray:
         return self.fit(X).transform(X)
