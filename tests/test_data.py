@@ -101,3 +101,31 @@ def test_shift_images_moves_pixels_without_changing_ink(rng):
     one[0, 1, 1] = 1.0
     out = data.shift_images(one, rng=np.random.default_rng(0))
     assert out.sum() == 1.0 and out.max() == 1.0
+
+
+def test_load_text_and_char_vocab():
+    text = data.load_text()
+    assert 100_000 < len(text) < 130_000 and text.isascii()
+    assert not text.startswith("#")                       # the licence header is dropped
+    vocab = data.CharVocab(text)
+    assert len(vocab) == 96 and vocab.chars == sorted(vocab.chars)
+    ids = vocab.encode("Return a list.")
+    assert ids.dtype == np.int64 and vocab.decode(ids) == "Return a list."
+    with pytest.raises(ValueError, match="one of"):
+        data.load_text("shakespeare")
+    with pytest.raises(ValueError, match="from the vocabulary"):
+        vocab.encode("naïve")
+    with pytest.raises(ValueError, match=r"ids in \[0, 96\)"):
+        vocab.decode([0, 96])
+    with pytest.raises(ValueError, match="non-empty string"):
+        data.CharVocab("")
+
+
+def test_text_batches_targets_are_the_next_characters(rng):
+    ids = np.arange(50)
+    x, y = data.text_batches(ids, batch_size=4, seq_len=10, rng=rng)
+    assert x.shape == y.shape == (4, 10)
+    np.testing.assert_array_equal(y, x + 1)              # consecutive ids: next = +1
+    assert x.min() >= 0 and y.max() <= 49
+    with pytest.raises(ValueError, match="longer than seq_len"):
+        data.text_batches(np.arange(5), 2, 10)

@@ -57,3 +57,27 @@ def test_kernel_parsing_and_application():
     np.testing.assert_array_equal(widgets.apply_kernel(img, widgets.KERNELS["identity"]), img)
     panel = widgets.kernel_explorer(img)
     assert len(panel.children) == 2
+
+
+def test_lstm_stepper_frames_and_errors():
+    import nnlib
+
+    rng = np.random.default_rng(0)
+    lstm = nnlib.LSTM(2, 5, rng=rng)
+    x = rng.standard_normal((1, 9, 2))
+    lstm(x)
+    trace = {k: v[0] for k, v in lstm.trace.items()}
+    marks = np.zeros(9, bool)
+    marks[[2, 6]] = True
+    axes = widgets.draw_lstm_step(x[0, :, 0], trace, 4, marks)
+    assert "step t = 5 of 9" in axes[0].get_title()
+    html = widgets.lstm_animation(x[0, :, 0], trace, marks, every=3).data
+    assert html.count("data:image/png;base64") == 4 and "https://" not in html  # t=1,4,7,9
+    panel = widgets.lstm_stepper(x[0, :, 0], trace, marks)
+    assert panel.children[0].max == 9
+    with pytest.raises(ValueError, match=r"0 <= t < 9, got 9"):
+        widgets.draw_lstm_step(x[0, :, 0], trace, 9)
+    with pytest.raises(ValueError, match=r"trace\['c'\] of shape \(8, H\), got \(9, 5\)"):
+        widgets.lstm_animation(x[0, :8, 0], trace)
+    with pytest.raises(ValueError, match=r"missing \['f'\]"):
+        widgets.lstm_stepper(x[0, :, 0], {k: v for k, v in trace.items() if k != "f"})

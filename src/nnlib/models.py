@@ -1,10 +1,14 @@
 """Ready-made models built from nnlib layers."""
 from __future__ import annotations
 
-from .layers import Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-from .module import Sequential
+import numpy as np
 
-__all__ = ["ACTIVATIONS", "mlp"]
+from .layers import LSTM, Dropout, Embedding, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .losses import softmax
+from .module import Sequential
+from .random import get_rng
+
+__all__ = ["ACTIVATIONS", "mlp", "char_lstm", "sample_chars"]
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU}
 
@@ -30,3 +34,34 @@ def mlp(n_in: int, n_out: int, hidden=(64,), activation: str = "relu",
         width = h
     layers.append(Linear(width, n_out, rng=rng))
     return Sequential(*layers)
+
+
+def char_lstm(vocab_size: int, embed: int = 32, hidden: int = 128, rng=None,
+              dtype=np.float64) -> Sequential:
+    """A character-level language model: ``Embedding -> LSTM -> Linear``.
+
+    Input ``(N, T)`` character ids; output ``(N, T, vocab_size)`` scores for the
+    next character at every position. Parameter names are PyTorch's
+    (``0.weight``, ``1.weight_ih_l0``, ..., ``2.bias``), so ``nnlib.twins.torch_twin``
+    gives the same model in torch and weights move both ways by name.
+    """
+    return Sequential(Embedding(vocab_size, embed, rng=rng, dtype=dtype),
+                      LSTM(embed, hidden, rng=rng, dtype=dtype),
+                      Linear(hidden, vocab_size, rng=rng, dtype=dtype))
+
+
+def sample_chars(model: Sequential, vocab, prime: str, n: int, temperature: float = 1.0,
+                 context: int = 100, rng=None) -> str:
+    """Continue ``prime`` by ``n`` characters drawn one at a time from the model's
+    softmax(scores / temperature); the model rereads at most the last ``context``
+    characters at each step (simple, not fast)."""
+    if not temperature > 0:
+        raise ValueError(f"sample_chars: expected temperature > 0, got {temperature!r}")
+    if not prime:
+        raise ValueError("sample_chars: expected a non-empty prime string")
+    rng = get_rng(rng)
+    ids = list(vocab.encode(prime))
+    for _ in range(n):
+        scores = model(np.array([ids[-context:]]))[0, -1].astype(np.float64)
+        ids.append(int(rng.choice(len(vocab), p=softmax(scores / temperature))))
+    return vocab.decode(ids)

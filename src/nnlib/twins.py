@@ -54,6 +54,7 @@ def _register_defaults():
     register_twin(layers.MaxPool2d, lambda m: nn.MaxPool2d(m.kernel_size, m.stride, m.padding))
     register_twin(layers.AvgPool2d, lambda m: nn.AvgPool2d(m.kernel_size, m.stride, m.padding))
     register_twin(layers.Flatten, lambda m: nn.Flatten())
+    register_twin(layers.Embedding, lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim))
 
     def sequence_output(base):
         """torch's recurrent layers return (output, state); the twin returns output."""
@@ -133,10 +134,15 @@ def compare_with_torch(module: Module, x: np.ndarray, rng=None, rtol: float = 1e
     module.zero_grad()
     dx = module.backward(grad_out)
 
-    xt = torch.tensor(x, dtype=torch.float64, device=device, requires_grad=True)
+    if np.issubdtype(np.asarray(x).dtype, np.integer):      # token ids: no input gradient
+        xt = torch.tensor(x, dtype=torch.long, device=device)
+    else:
+        xt = torch.tensor(x, dtype=torch.float64, device=device, requires_grad=True)
     yt = twin(xt)
     yt.backward(torch.tensor(grad_out, dtype=torch.float64, device=device))
-    pairs = {"output": (y, yt.detach()), "grad input": (dx, xt.grad)}
+    pairs = {"output": (y, yt.detach())}
+    if xt.requires_grad:
+        pairs["grad input"] = (dx, xt.grad)
     torch_params = dict(twin.named_parameters())
     for name, p in module.named_parameters():
         pairs[f"grad {name}"] = (p.grad, torch_params[name].grad)

@@ -236,3 +236,101 @@ def kernel_explorer(image: np.ndarray):
     use_preset(None)
     show()
     return w.VBox([w.HBox([preset, text]), out])
+
+
+def _check_trace(inputs, trace, marks):
+    inputs = np.asarray(inputs, dtype=np.float64)
+    if inputs.ndim != 1:
+        raise ValueError(f"lstm stepper: expected inputs of shape (T,), got {inputs.shape}")
+    missing = sorted(set("cif") - set(trace))
+    if missing:
+        raise ValueError(f"lstm stepper: expected a trace with keys c, i, f (LSTM.trace "
+                         f"for one sequence), missing {missing}")
+    for k in "cif":
+        if np.ndim(trace[k]) != 2 or len(trace[k]) != len(inputs):
+            raise ValueError(f"lstm stepper: expected trace[{k!r}] of shape "
+                             f"({len(inputs)}, H), got {np.shape(trace[k])}")
+    marks = np.zeros(len(inputs), bool) if marks is None else np.asarray(marks, bool)
+    return inputs, marks
+
+
+def draw_lstm_step(inputs, trace, t: int, marks=None, axes=None):
+    """One frame of the LSTM stepper: the input sequence (marked steps in
+    orange) with a cursor at step ``t``, and, for steps 1..t, the cell state
+    and the input and forget gates of every unit (rows) as heat maps.
+
+    ``trace`` is ``LSTM.trace`` for one sequence: arrays of shape (T, H).
+    """
+    import matplotlib.pyplot as plt
+
+    inputs, marks = _check_trace(inputs, trace, marks)
+    t_len = len(inputs)
+    if not 0 <= t < t_len:
+        raise ValueError(f"draw_lstm_step: expected 0 <= t < {t_len}, got {t}")
+    if axes is None:
+        _, axes = plt.subplots(4, 1, figsize=(8, 7), sharex=True, layout="constrained")
+    for ax in axes:
+        ax.clear()
+    steps = np.arange(1, t_len + 1)
+    colours = np.where(marks, "#E69F00", "0.75")
+    axes[0].bar(steps, inputs, color=colours, width=0.8)
+    axes[0].set_ylabel("input value")
+    axes[0].set_title(f"step t = {t + 1} of {t_len}"
+                      + ("  (a marked step)" if marks[t] else ""))
+    panels = [("c", "cell state $c_t$", "RdBu_r", None),
+              ("i", "input gate $i_t$", "viridis", (0, 1)),
+              ("f", "forget gate $f_t$", "viridis", (0, 1))]
+    for ax, (key, label, cmap, lims) in zip(axes[1:], panels):
+        shown = np.full(np.shape(trace[key]), np.nan)
+        shown[:t + 1] = trace[key][:t + 1]
+        if lims is None:
+            v = max(float(np.abs(trace[key]).max()), 1e-12)
+            lims = (-v, v)
+        ax.imshow(shown.T, aspect="auto", cmap=cmap, vmin=lims[0], vmax=lims[1],
+                  extent=(0.5, t_len + 0.5, shown.shape[1] - 0.5, -0.5),
+                  interpolation="nearest")
+        ax.set_ylabel(f"{label}\nunit")
+    for ax in axes:
+        ax.axvline(t + 1, color="#D55E00", lw=1)
+    axes[-1].set_xlabel("time step t")
+    return axes
+
+
+def lstm_animation(inputs, trace, marks=None, every: int = 2, fps: float = 4):
+    """The static twin of ``lstm_stepper``: every ``every``-th step as a frame."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    from .plots import animation_html
+
+    inputs, marks = _check_trace(inputs, trace, marks)
+    frames = list(range(0, len(inputs), every))
+    if frames[-1] != len(inputs) - 1:
+        frames.append(len(inputs) - 1)
+    fig, axes = plt.subplots(4, 1, figsize=(7, 6), dpi=60, sharex=True, layout="constrained")
+    anim = FuncAnimation(fig, lambda k: draw_lstm_step(inputs, trace, frames[k], marks, axes),
+                         frames=len(frames))
+    html = animation_html(anim, fps=fps)
+    plt.close(fig)
+    return html
+
+
+def lstm_stepper(inputs, trace, marks=None):
+    """Live panel: a slider over time steps redraws ``draw_lstm_step``."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    inputs, marks = _check_trace(inputs, trace, marks)
+    slider = w.IntSlider(value=len(inputs) - 1, min=1, max=len(inputs), description="step t",
+                         continuous_update=False)
+    out = w.Output()
+
+    def show(_=None):
+        with out:
+            out.clear_output(wait=True)
+            draw_lstm_step(inputs, trace, slider.value - 1, marks)
+            plt.show()
+
+    slider.observe(show, names="value")
+    show()
+    return w.VBox([slider, out])

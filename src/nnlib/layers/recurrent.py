@@ -8,8 +8,10 @@ Layouts and names are PyTorch's (single layer, ``batch_first=True``):
 
 ``forward(x)`` takes ``x: (N, T, D)`` and returns every hidden state,
 ``(N, T, H)``; the final state is ``output[:, -1]`` (and ``self.last_cell`` for
-the LSTM). ``backward(grad_out)`` takes dL/d(output) for every step, runs back
-through time, accumulates the weight gradients and returns dL/dx. Gradient
+the LSTM, whose ``trace`` also holds every gate and cell state). ``backward(grad_out)`` takes dL/d(output) for every step, runs back
+through time, accumulates the weight gradients and returns dL/dx; afterwards
+``grad_hidden`` holds the total dL/dh_t at every step, ``(N, T, H)`` (from the
+output at t and, through the recurrence, from every later step). Gradient
 clipping is not done here: use ``nnlib.clip_grad_norm`` before the optimizer step.
 """
 from __future__ import annotations
@@ -52,8 +54,9 @@ class _Recurrent(Module):
 
     def _accumulate(self, x, h_prev, d_in, d_hid):
         """Weight gradients from all steps at once: d_in, d_hid are (N, T, G H)."""
-        self.weight_ih_l0.grad += np.einsum("ntg,ntd->gd", d_in, x)
-        self.weight_hh_l0.grad += np.einsum("ntg,nth->gh", d_hid, h_prev)
+        g = d_in.shape[2]                  # (N T, G H)^T @ (N T, D): one GEMM, not einsum
+        self.weight_ih_l0.grad += d_in.reshape(-1, g).T @ x.reshape(-1, x.shape[2])
+        self.weight_hh_l0.grad += d_hid.reshape(-1, g).T @ h_prev.reshape(-1, h_prev.shape[2])
         self.bias_ih_l0.grad += d_in.sum(axis=(0, 1))
         self.bias_hh_l0.grad += d_hid.sum(axis=(0, 1))
         return d_in @ self.weight_ih_l0.data                     # dL/dx, (N, T, D)
@@ -82,8 +85,10 @@ class RNN(_Recurrent):
         w_hh = self.weight_hh_l0.data
         d_pre = np.zeros_like(g)
         dh_next = np.zeros_like(g[:, 0])
+        self.grad_hidden = np.zeros_like(g)
         for t in reversed(range(x.shape[1])):
             dh = g[:, t] + dh_next                               # from the output and from t + 1
+            self.grad_hidden[:, t] = dh
             d_pre[:, t] = dh * (1.0 - hs[:, t + 1] ** 2)         # through tanh
             dh_next = d_pre[:, t] @ w_hh                         # to h_{t-1}
         return self._accumulate(x, hs[:, :-1], d_pre, d_pre)
@@ -91,7 +96,12 @@ class RNN(_Recurrent):
 
 class LSTM(_Recurrent):
     """Gates (i, f, g, o) = (sigma, sigma, tanh, sigma)(x_t W_ih^T + b_ih +
-    h_{t-1} W_hh^T + b_hh); c_t = f c_{t-1} + i g; h_t = o tanh(c_t); h_0 = c_0 = 0."""
+    h_{t-1} W_hh^T + b_hh); c_t = f c_{t-1} + i g; h_t = o tanh(c_t); h_0 = c_0 = 0.
+
+    After ``forward``, ``last_cell`` is c_T, ``(N, H)``, and ``trace`` is a dict
+    of the activated gates and states at every step, each ``(N, T, H)``:
+    ``"i"``, ``"f"``, ``"g"``, ``"o"``, ``"c"``, ``"h"`` (to look inside).
+    """
     GATES = 4
 
     def forward(self, x):
@@ -103,15 +113,19 @@ class LSTM(_Recurrent):
         hs = np.zeros((n, t_len + 1, hsz), dtype=pre_x.dtype)
         cs = np.zeros_like(hs)
         gates = np.zeros((n, t_len, 4 * hsz), dtype=pre_x.dtype)  # activated i, f, g, o
+        w_hh_t = np.ascontiguousarray(w_hh.T)
         for t in range(t_len):
-            a = pre_x[:, t] + hs[:, t] @ w_hh.T
-            i, f = sigmoid(a[:, :hsz]), sigmoid(a[:, hsz:2 * hsz])
-            gg, o = np.tanh(a[:, 2 * hsz:3 * hsz]), sigmoid(a[:, 3 * hsz:])
+            a = pre_x[:, t] + hs[:, t] @ w_hh_t
+            act = sigmoid(a)                                     # i, f, o (g replaced below)
+            act[:, 2 * hsz:3 * hsz] = np.tanh(a[:, 2 * hsz:3 * hsz])
+            i, f, gg, o = np.split(act, 4, axis=1)
             cs[:, t + 1] = f * cs[:, t] + i * gg
             hs[:, t + 1] = o * np.tanh(cs[:, t + 1])
-            gates[:, t] = np.concatenate([i, f, gg, o], axis=1)
+            gates[:, t] = act
         self.cache = (x, hs, cs, gates)
         self.last_cell = cs[:, -1].copy()
+        self.trace = {k: gates[:, :, j * hsz:(j + 1) * hsz] for j, k in enumerate("ifgo")}
+        self.trace.update(c=cs[:, 1:], h=hs[:, 1:])
         return hs[:, 1:].copy()
 
     def backward(self, grad_out):
@@ -121,11 +135,13 @@ class LSTM(_Recurrent):
         d_pre = np.zeros_like(gates)
         dh_next = np.zeros_like(g[:, 0])
         dc_next = np.zeros_like(g[:, 0])
+        self.grad_hidden = np.zeros_like(g)
         for t in reversed(range(x.shape[1])):
             i, f = gates[:, t, :hsz], gates[:, t, hsz:2 * hsz]
             gg, o = gates[:, t, 2 * hsz:3 * hsz], gates[:, t, 3 * hsz:]
             tanh_c = np.tanh(cs[:, t + 1])
             dh = g[:, t] + dh_next
+            self.grad_hidden[:, t] = dh
             dc = dc_next + dh * o * (1.0 - tanh_c ** 2)
             d_pre[:, t] = np.concatenate([dc * gg * i * (1 - i),            # i
                                           dc * cs[:, t] * f * (1 - f),      # f
@@ -168,11 +184,13 @@ class GRU(_Recurrent):
         d_in = np.zeros((n, t_len, 3 * hsz), dtype=g.dtype)
         d_hid = np.zeros_like(d_in)
         dh_next = np.zeros_like(g[:, 0])
+        self.grad_hidden = np.zeros_like(g)
         for t in reversed(range(t_len)):
             r, z = keep[:, t, :hsz], keep[:, t, hsz:2 * hsz]
             nn_, hn = keep[:, t, 2 * hsz:3 * hsz], keep[:, t, 3 * hsz:]
             h_prev = hs[:, t]
             dh = g[:, t] + dh_next
+            self.grad_hidden[:, t] = dh
             dn_pre = dh * (1 - z) * (1 - nn_ ** 2)
             dz_pre = dh * (h_prev - nn_) * z * (1 - z)
             dr_pre = dn_pre * hn * r * (1 - r)
