@@ -57,3 +57,32 @@ def test_requirements_are_exact_pins_with_cpu_torch():
              if l.strip() and not l.startswith("#")]
     assert all("==" in l for l in lines), [l for l in lines if "==" not in l]
     assert "torch==2.13.0" in lines
+
+
+def _markdown_sources():
+    for nb in NOTEBOOKS:
+        for i, cell in enumerate(json.loads(nb.read_text())["cells"]):
+            if cell["cell_type"] == "markdown":
+                yield f"{nb.name} cell {i}", "".join(cell["source"])
+    for md in sorted((ROOT / "book").glob("*.md")):
+        yield md.name, md.read_text()
+
+
+def test_directives_with_code_inside_use_longer_fences():
+    """A ```{directive} that holds a ```python block is closed by that block's
+    fence, and the rest of the page turns into code: the outer fence needs 4+."""
+    bad = []
+    for where, text in _markdown_sources():
+        open_fence = None
+        for line in text.splitlines():
+            m = re.match(r"^(`{3,})(.*)$", line.strip())
+            if not m:
+                continue
+            ticks, info = m.groups()
+            if open_fence is None:
+                open_fence = (ticks, info)
+            elif info.strip() == "" and len(ticks) >= len(open_fence[0]):
+                open_fence = None
+            elif len(ticks) >= len(open_fence[0]) and open_fence[1].startswith("{"):
+                bad.append(f"{where}: {open_fence[0]}{open_fence[1]} holds {line.strip()}")
+    assert not bad, "\n".join(bad)
