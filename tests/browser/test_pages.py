@@ -2,7 +2,8 @@
 
 Fails on console errors, page errors, failed requests, any request that leaves
 the machine, maths that MathJax did not typeset, mermaid diagrams left as text,
-and images that did not load. Saves a full-page screenshot of each page in
+code blocks or formulas wider than the text column (a sideways scroll bar hides
+their end), and images that did not load. Saves a full-page screenshot of each page in
 _build/screenshots/ for a person to look at.
 Run with `make browser-test` after `make book`.
 """
@@ -113,6 +114,13 @@ def test_page_renders_offline(page_path, server, browser):
         .filter(e => /^\\s*(graph|flowchart)/.test(e.textContent)).length""")
     if raw_mermaid:
         problems.append(f"{raw_mermaid} mermaid diagram(s) left as source text")
+    overflow = page.evaluate("""() => [...document.querySelectorAll(
+            'article div.highlight pre, article div.math, article mjx-container[display="true"]')]
+        .filter(e => e.scrollWidth > e.clientWidth + 2)
+        .map(e => e.textContent.trim().slice(0, 50))""")
+    if overflow:
+        problems.append(f"{len(overflow)} code block(s) or formula(s) wider than the "
+                        f"text column at 1200 px: {overflow[:3]}")
     page.wait_for_load_state("networkidle")
     broken = page.evaluate("""() => [...document.images]
         .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'))""")
