@@ -71,3 +71,30 @@ def test_loss_errors_name_what_was_expected():
         nnlib.MSELoss("none")
     with pytest.raises(ValueError, match="NaN"):
         nnlib.MSELoss()(np.array([np.nan]), np.array([0.0]))
+
+
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+       reduction=st.sampled_from(["mean", "sum"]), scale=st.sampled_from([0.1, 1.0, 50.0]),
+       soft=st.booleans(), seed=st.integers(0, 2**16))
+def test_bce_with_logits_matches_torch(shape, reduction, scale, soft, seed):
+    rng = np.random.default_rng(seed)
+    target = rng.uniform(0, 1, shape) if soft else rng.integers(0, 2, shape).astype(float)
+    _compare(nnlib.BCEWithLogitsLoss(reduction), scale * rng.standard_normal(shape), target,
+             float(rng.uniform(0.5, 2)))
+
+
+def test_bce_with_logits_is_stable_for_huge_logits():
+    loss = nnlib.BCEWithLogitsLoss(reduction="sum")
+    value = loss(np.array([800.0, -800.0, 800.0]), np.array([1.0, 0.0, 0.0]))
+    np.testing.assert_allclose(value, 800.0, rtol=1e-12)   # only the wrong one costs
+    np.testing.assert_allclose(loss.backward(), [0.0, 0.0, 1.0], atol=1e-300)
+
+
+def test_bce_errors_name_what_was_expected():
+    bce = nnlib.BCEWithLogitsLoss()
+    with pytest.raises(ValueError, match=r"targets in \[0, 1\], got values from 0 to 2"):
+        bce(np.zeros(3), np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"same shape as pred \(3,\), got \(3, 1\)"):
+        bce(np.zeros(3), np.zeros((3, 1)))
+    with pytest.raises(TypeError, match="floating dtype"):
+        bce(np.zeros(3), np.array([0, 1, 1]))

@@ -30,3 +30,11 @@ def test_decision_regions_draws_every_class():
     ax = plots.plot_decision_regions(lambda P: (P[:, 0] > 0.5).astype(int), X, y)
     assert len(ax.collections) >= 3
     plt.close(ax.figure)
+
+
+def test_image_rows_labels_each_row():
+    rows = [("clean", np.zeros((3, 64))), ("noisy", np.ones((2, 8, 8)))]
+    fig = plots.image_rows(rows, "title")
+    assert len(fig.axes) == 6 and fig.axes[0].get_ylabel() == "clean"
+    assert fig.axes[3].get_ylabel() == "noisy" and not fig.axes[5].images
+    plt.close(fig)

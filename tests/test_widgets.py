@@ -81,3 +81,26 @@ def test_lstm_stepper_frames_and_errors():
         widgets.lstm_animation(x[0, :8, 0], trace)
     with pytest.raises(ValueError, match=r"missing \['f'\]"):
         widgets.lstm_stepper(x[0, :, 0], {k: v for k, v in trace.items() if k != "f"})
+
+
+def test_latent_explorer_and_its_static_twin():
+    import matplotlib.pyplot as plt
+
+    from nnlib import plots
+
+    decoder = models.mlp(2, 64, hidden=(8,), rng=np.random.default_rng(0))
+
+    def decode(z):
+        return 1 / (1 + np.exp(-decoder(z)))
+
+    codes = np.random.default_rng(1).standard_normal((30, 2))
+    labels = np.arange(30) % 10
+    panel = widgets.latent_explorer(decode, codes, labels, z_range=(-2, 2))
+    assert [c.description for c in panel.children[0].children] == ["z1", "z2"]
+    ax = plots.latent_manifold(decode, (-2, 2), n=5)
+    assert ax.images[0].get_array().shape == (40, 40)
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"codes of shape \(N, 2\), got \(30, 3\)"):
+        widgets.latent_explorer(decode, np.zeros((30, 3)), labels)
+    with pytest.raises(ValueError, match=r"decode to return \(25, 16\), got \(25, 64\)"):
+        plots.latent_manifold(decode, n=5, image_shape=(4, 4))

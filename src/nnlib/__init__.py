@@ -1,10 +1,10 @@
 """nnlib: NumPy reference implementations of neural-network layers, each checked
 against PyTorch. The companion package of the book."""
-from . import data, gradcheck, init, losses, models, optim, plots, train
+from . import data, gan, gradcheck, init, losses, models, optim, plots, train
 from ._checks import NonFiniteError
 from .layers import (GRU, LSTM, RNN, AvgPool2d, Conv2d, Dropout, Embedding, Flatten, LeakyReLU,
                      Linear, MaxPool2d, ReLU, Sigmoid, Tanh)
-from .losses import CrossEntropyLoss, MSELoss
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module, Parameter, Sequential
 from .optim import SGD, Adam, clip_grad_norm
 from .random import get_rng, manual_seed
@@ -13,6 +13,6 @@ __version__ = "0.1.0"
 
 __all__ = ["Module", "Parameter", "Sequential", "Linear", "ReLU", "LeakyReLU", "Sigmoid",
            "Tanh", "Dropout", "Embedding", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
-           "RNN", "LSTM", "GRU", "MSELoss", "CrossEntropyLoss", "SGD", "Adam", "clip_grad_norm",
-           "manual_seed", "get_rng", "NonFiniteError", "data", "gradcheck", "init", "losses",
-           "models", "optim", "plots", "train"]
+           "RNN", "LSTM", "GRU", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "SGD",
+           "Adam", "clip_grad_norm", "manual_seed", "get_rng", "NonFiniteError", "data", "gan",
+           "gradcheck", "init", "losses", "models", "optim", "plots", "train"]

@@ -1,7 +1,7 @@
 """Losses: ``forward(pred, target) -> float`` and ``backward() -> dL/dpred``.
 
-They mirror ``torch.nn.MSELoss`` and ``torch.nn.CrossEntropyLoss`` (class-index
-targets), with ``reduction`` 'mean' (default) or 'sum'.
+They mirror ``torch.nn.MSELoss``, ``torch.nn.CrossEntropyLoss`` (class-index
+targets) and ``torch.nn.BCEWithLogitsLoss``, with ``reduction`` 'mean' (default) or 'sum'.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from ._checks import as_float_array, check_labels
 
-__all__ = ["MSELoss", "CrossEntropyLoss", "log_softmax", "softmax"]
+__all__ = ["MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "log_softmax", "softmax"]
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -91,4 +91,37 @@ class CrossEntropyLoss(_Loss):
         dz[np.arange(len(y)), y] -= 1.0
         if self.reduction == "mean":
             dz /= len(y)
+        return grad * dz
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy from raw scores (logits) ``z`` and targets ``y`` in [0, 1].
+
+    ``pred`` and ``target``: the same shape, any shape. Per element
+    L = -[y log sigma(z) + (1 - y) log(1 - sigma(z))], computed as
+    max(z, 0) - y z + log(1 + exp(-|z|)) so that no logit overflows or gives
+    log(0); dL/dz = sigma(z) - y (divided by the number of elements for 'mean').
+    """
+
+    def forward(self, pred, target) -> float:
+        z = as_float_array(pred, "BCEWithLogitsLoss.forward", "pred (logits)")
+        y = as_float_array(target, "BCEWithLogitsLoss.forward", "target")
+        if y.shape != z.shape:
+            raise ValueError(f"BCEWithLogitsLoss.forward: expected target of the same "
+                             f"shape as pred {z.shape}, got {y.shape}")
+        if y.size and (y.min() < 0 or y.max() > 1):
+            raise ValueError(f"BCEWithLogitsLoss.forward: expected targets in [0, 1], "
+                             f"got values from {y.min():g} to {y.max():g}")
+        self.cache = (z, y)
+        total = float(np.sum(np.maximum(z, 0) - y * z + np.log1p(np.exp(-np.abs(z)))))
+        return total / z.size if self.reduction == "mean" else total
+
+    def backward(self, grad: float = 1.0) -> np.ndarray:
+        self._check_backward(grad)
+        z, y = self.cache
+        e = np.exp(-np.abs(z))               # sigma(z) without overflow for either sign
+        sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        dz = sig - y
+        if self.reduction == "mean":
+            dz = dz / z.size
         return grad * dz

@@ -8,7 +8,7 @@ from .losses import softmax
 from .module import Sequential
 from .random import get_rng
 
-__all__ = ["ACTIVATIONS", "mlp", "char_lstm", "sample_chars"]
+__all__ = ["ACTIVATIONS", "mlp", "autoencoder", "char_lstm", "sample_chars"]
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU}
 
@@ -34,6 +34,33 @@ def mlp(n_in: int, n_out: int, hidden=(64,), activation: str = "relu",
         width = h
     layers.append(Linear(width, n_out, rng=rng))
     return Sequential(*layers)
+
+
+def autoencoder(n_in: int, code: int, hidden=(64,), activation: str = "relu",
+                out_activation: str | None = "sigmoid", rng=None) -> Sequential:
+    """An autoencoder as ``Sequential(encoder, decoder)``: ``model[0]`` maps
+    ``(N, n_in) -> (N, code)``, ``model[1]`` maps the code back to ``(N, n_in)``.
+
+    The encoder is ``Linear -> activation`` for each width in ``hidden``, then a
+    ``Linear`` to the code (no activation: the code may take any value). The
+    decoder mirrors it (widths reversed) and ends in ``out_activation``
+    (``"sigmoid"`` for pixels in [0, 1], or ``None``). With ``hidden=()`` and
+    ``out_activation=None`` both halves are single linear maps: a *linear*
+    autoencoder. Parameter names (``0.0.weight``, ..., ``1.2.bias``) are the
+    ones ``torch.nn.Sequential`` gives, so ``nnlib.twins.torch_twin`` works.
+    """
+    for name, value in (("n_in", n_in), ("code", code)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"autoencoder: expected a positive integer {name}, got {value!r}")
+    if out_activation is not None and out_activation not in ACTIVATIONS:
+        raise ValueError(f"autoencoder: expected out_activation in {sorted(ACTIVATIONS)} "
+                         f"or None, got {out_activation!r}")
+    hidden = tuple(hidden)
+    encoder = mlp(n_in, code, hidden, activation, rng=rng)
+    decoder = mlp(code, n_in, hidden[::-1], activation, rng=rng)
+    if out_activation is not None:
+        decoder = Sequential(*decoder, ACTIVATIONS[out_activation]())
+    return Sequential(encoder, decoder)
 
 
 def char_lstm(vocab_size: int, embed: int = 32, hidden: int = 128, rng=None,

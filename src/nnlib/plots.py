@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["OKABE_ITO", "use_book_style", "plot_decision_regions", "show_images",
-           "plot_history", "animation_html"]
+           "plot_history", "animation_html", "latent_manifold", "plot_codes", "image_rows"]
 
 #: Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
@@ -129,3 +129,76 @@ def animation_html(anim, fps: float | None = None, default_mode: str = "loop"):
         raise RuntimeError("animation_html: matplotlib's animation template changed; "
                            "update nnlib.plots._ANIMATION_ICONS")
     return HTML(html)
+
+
+def latent_manifold(decode, z_range=(-3.0, 3.0), n: int = 15, image_shape=(8, 8), ax=None):
+    """Decode an ``n x n`` grid of points of a 2-D latent space and draw the
+    images as one mosaic, placed where their codes lie (``z_1`` to the right,
+    ``z_2`` up). ``decode``: ``(M, 2) -> (M, H*W)``; ``z_range``: the same
+    ``(low, high)`` for both axes, or ``((x_low, x_high), (y_low, y_high))``.
+    Returns the Axes.
+    """
+    ax = _axes(ax)
+    (x0, x1), (y0, y1) = (z_range, z_range) if np.ndim(z_range) == 1 else z_range
+    h, w = image_shape
+    zx, zy = np.linspace(x0, x1, n), np.linspace(y1, y0, n)    # top row = largest z_2
+    grid = np.array([[a, b] for b in zy for a in zx])
+    images = np.asarray(decode(grid), dtype=np.float64)
+    if images.shape != (n * n, h * w):
+        raise ValueError(f"latent_manifold: expected decode to return ({n * n}, {h * w}), "
+                         f"got {images.shape}")
+    mosaic = images.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
+    dx, dy = (x1 - x0) / (n - 1) / 2, (y1 - y0) / (n - 1) / 2
+    ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest",
+              extent=(x0 - dx, x1 + dx, y0 - dy, y1 + dy), aspect="auto")
+    ax.set_box_aspect(n * h / (n * w))      # every small image keeps its shape
+    ax.set_xlabel("code $z_1$")
+    ax.set_ylabel("code $z_2$")
+    return ax
+
+
+def plot_codes(codes, labels, ax=None, s: float = 6):
+    """Scatter 2-D codes ``(N, 2)`` coloured by integer label (up to 10 classes,
+    the Okabe-Ito colours plus grey and a dark red), with a legend."""
+    ax = _axes(ax)
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != 2:
+        raise ValueError(f"plot_codes: expected codes of shape (N, 2), got {codes.shape}")
+    colours = OKABE_ITO + ["#999999", "#882255"]
+    for k in np.unique(labels):
+        sel = np.asarray(labels) == k
+        ax.scatter(codes[sel, 0], codes[sel, 1], s=s, color=colours[int(k) % len(colours)],
+                   label=str(k), linewidths=0)
+    ax.set_xlabel("code $z_1$")
+    ax.set_ylabel("code $z_2$")
+    ax.legend(markerscale=2.5, fontsize=8, ncol=2, loc="best", handletextpad=0.2)
+    return ax
+
+
+def image_rows(rows, title: str | None = None, size: float = 0.7, shape=None):
+    """Rows of grey images with a label at the left of each row: ``rows`` is a
+    list of ``(label, images)`` with images ``(n, H, W)`` or ``(n, H*W)``
+    (square, or reshaped to ``shape``), values in [0, 1]. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    ncols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), ncols, squeeze=False, layout="constrained",
+                             figsize=(ncols * size + 0.9, len(rows) * size + 0.4))
+    for row, (label, images) in zip(axes, rows):
+        images = np.asarray(images, dtype=np.float64)
+        if shape is None and images.ndim == 2:
+            side = int(round(np.sqrt(images.shape[1])))
+            images = images.reshape(len(images), side, side)
+        elif shape is not None:
+            images = images.reshape(len(images), *shape)
+        for j, ax in enumerate(row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(images):
+                ax.imshow(images[j], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        row[0].set_ylabel(label, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    return fig

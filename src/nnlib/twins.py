@@ -96,9 +96,11 @@ def torch_twin(module: Module, dtype=None, device: str = "cpu", copy_weights: bo
 
 
 def torch_loss_twin(loss):
-    """``torch.nn.MSELoss`` / ``CrossEntropyLoss`` with the same reduction."""
+    """``torch.nn.MSELoss`` / ``CrossEntropyLoss`` / ``BCEWithLogitsLoss`` with the
+    same reduction."""
     nn = _torch().nn
-    table = {losses.MSELoss: nn.MSELoss, losses.CrossEntropyLoss: nn.CrossEntropyLoss}
+    table = {losses.MSELoss: nn.MSELoss, losses.CrossEntropyLoss: nn.CrossEntropyLoss,
+             losses.BCEWithLogitsLoss: nn.BCEWithLogitsLoss}
     if type(loss) not in table:
         raise TypeError(f"torch_loss_twin: no twin for {type(loss).__name__}")
     return table[type(loss)](reduction=loss.reduction)

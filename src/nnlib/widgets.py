@@ -17,7 +17,8 @@ from .losses import CrossEntropyLoss
 from .train import DivergenceError, accuracy, fit, predict
 
 __all__ = ["ToyRun", "train_toy", "draw_toy_run", "playground_animation", "playground",
-           "KERNELS", "parse_kernel", "apply_kernel", "kernel_explorer"]
+           "KERNELS", "parse_kernel", "apply_kernel", "kernel_explorer",
+           "draw_lstm_step", "lstm_animation", "lstm_stepper", "latent_explorer"]
 
 
 @dataclass
@@ -334,3 +335,45 @@ def lstm_stepper(inputs, trace, marks=None):
     slider.observe(show, names="value")
     show()
     return w.VBox([slider, out])
+
+
+def latent_explorer(decode, codes, labels, z_range=(-3.0, 3.0), image_shape=(8, 8)):
+    """Live panel: two sliders choose a point ``(z_1, z_2)`` of a 2-D latent
+    space; the left plot marks it among the training codes (coloured by label),
+    the right one shows ``decode`` of that point as an image. The static twin is
+    ``nnlib.plots.latent_manifold``.
+    """
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_codes
+
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != 2:
+        raise ValueError(f"latent_explorer: expected codes of shape (N, 2), got {codes.shape}")
+    lo, hi = z_range
+    sliders = [w.FloatSlider(value=0.0, min=lo, max=hi, step=(hi - lo) / 60,
+                             description=f"z{i + 1}", continuous_update=True)
+               for i in range(2)]
+    out = w.Output()
+
+    def show(_=None):
+        z = np.array([[sliders[0].value, sliders[1].value]])
+        with out:
+            out.clear_output(wait=True)
+            fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
+            plot_codes(codes, labels, ax=a, s=4)
+            a.plot(*z[0], "k+", ms=18, mew=2.5)
+            a.set_xlim(lo, hi)
+            a.set_ylim(lo, hi)
+            a.set_title("codes of the training digits")
+            b.imshow(np.asarray(decode(z)).reshape(image_shape), cmap="gray_r", vmin=0,
+                     vmax=1)
+            b.set_title(f"decoded at ({z[0, 0]:.2f}, {z[0, 1]:.2f})")
+            b.axis("off")
+            plt.show()
+
+    for sl in sliders:
+        sl.observe(show, names="value")
+    show()
+    return w.VBox([w.HBox(sliders), out])
