@@ -1,6 +1,6 @@
 """nnlib: NumPy reference implementations of neural-network layers, each checked
 against PyTorch. The companion package of the book."""
-from . import data, gan, gradcheck, init, losses, models, optim, plots, train
+from . import data, gan, gradcheck, init, losses, models, optim, plots, rl, train
 from ._checks import NonFiniteError
 from .layers import (GRU, LSTM, RNN, AvgPool2d, Conv2d, Dropout, Embedding, Flatten, LeakyReLU,
                      Linear, MaxPool2d, ReLU, Sigmoid, Tanh)
@@ -15,4 +15,4 @@ __all__ = ["Module", "Parameter", "Sequential", "Linear", "ReLU", "LeakyReLU", "
            "Tanh", "Dropout", "Embedding", "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten",
            "RNN", "LSTM", "GRU", "MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "SGD",
            "Adam", "clip_grad_norm", "manual_seed", "get_rng", "NonFiniteError", "data", "gan",
-           "gradcheck", "init", "losses", "models", "optim", "plots", "train"]
+           "gradcheck", "init", "losses", "models", "optim", "plots", "rl", "train"]
