@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_float_array, check_labels
+from .layers.activations import sigmoid
 
 __all__ = ["MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "log_softmax", "softmax"]
 
@@ -33,6 +34,16 @@ class _Loss:
     def __call__(self, pred, target) -> float:
         return self.forward(pred, target)
 
+    def _pair(self, pred, target, pred_name: str = "pred"):
+        """Both as floating arrays of the same shape, or an error naming the caller."""
+        where = f"{type(self).__name__}.forward"
+        pred = as_float_array(pred, where, pred_name)
+        target = as_float_array(target, where, "target")
+        if pred.shape != target.shape:
+            raise ValueError(f"{where}: expected target of the same shape as "
+                             f"pred {pred.shape}, got {target.shape}")
+        return pred, target
+
     def _check_backward(self, grad: float):
         if self.cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward: called before "
@@ -50,11 +61,7 @@ class MSELoss(_Loss):
     """
 
     def forward(self, pred, target) -> float:
-        pred = as_float_array(pred, "MSELoss.forward", "pred")
-        target = as_float_array(target, "MSELoss.forward", "target")
-        if pred.shape != target.shape:
-            raise ValueError(f"MSELoss.forward: expected target of the same shape as "
-                             f"pred {pred.shape}, got {target.shape}")
+        pred, target = self._pair(pred, target)
         diff = pred - target
         self.cache = diff
         total = float(np.sum(diff * diff))
@@ -104,11 +111,7 @@ class BCEWithLogitsLoss(_Loss):
     """
 
     def forward(self, pred, target) -> float:
-        z = as_float_array(pred, "BCEWithLogitsLoss.forward", "pred (logits)")
-        y = as_float_array(target, "BCEWithLogitsLoss.forward", "target")
-        if y.shape != z.shape:
-            raise ValueError(f"BCEWithLogitsLoss.forward: expected target of the same "
-                             f"shape as pred {z.shape}, got {y.shape}")
+        z, y = self._pair(pred, target, "pred (logits)")
         if y.size and (y.min() < 0 or y.max() > 1):
             raise ValueError(f"BCEWithLogitsLoss.forward: expected targets in [0, 1], "
                              f"got values from {y.min():g} to {y.max():g}")
@@ -119,9 +122,7 @@ class BCEWithLogitsLoss(_Loss):
     def backward(self, grad: float = 1.0) -> np.ndarray:
         self._check_backward(grad)
         z, y = self.cache
-        e = np.exp(-np.abs(z))               # sigma(z) without overflow for either sign
-        sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-        dz = sig - y
+        dz = sigmoid(z) - y
         if self.reduction == "mean":
             dz = dz / z.size
         return grad * dz
