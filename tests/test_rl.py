@@ -93,3 +93,132 @@ def test_frozen_lake_through_the_same_functions():
     run = rl.q_learning(env, episodes=500, alpha=0.5, gamma=0.99,
                         rng=np.random.default_rng(0))
     assert (rl.run_policy(env, rl.greedy_policy(run.Q), episodes=5) == 1.0).all()
+
+
+# --- exact policy evaluation and policy gradients ------------------------------
+
+def test_policy_values_agree_with_value_iteration():
+    env = rl.GridWorld(CLASSIC, slip=0.2)
+    V, Q, _ = rl.value_iteration(env, gamma=0.95, tol=1e-13)
+    exact = rl.policy_values(env, rl.greedy_policy(Q), gamma=0.95)
+    np.testing.assert_allclose(exact, V, atol=1e-10)
+    # a worse policy (always left) is worth less everywhere it matters
+    left = rl.policy_values(env, np.zeros(env.n_states, int), gamma=0.95)
+    assert left[env.start] < V[env.start] - 0.5
+    with pytest.raises(ValueError, match=r"one action per state, shape \(12,\), got \(3,\)"):
+        rl.policy_values(env, [0, 1, 2])
+    with pytest.raises(ValueError, match=r"gamma in \[0, 1\), got 1.0"):
+        rl.policy_values(env, np.zeros(12, int), gamma=1.0)
+
+
+def test_returns_to_go_by_hand():
+    np.testing.assert_allclose(rl.returns_to_go([1, 1, 1], 0.5), [1.75, 1.5, 1.0])
+    np.testing.assert_allclose(rl.returns_to_go([0, 0, 2], 1.0), [2, 2, 2])
+    with pytest.raises(ValueError, match=r"1-D sequence of rewards, got shape \(2, 2\)"):
+        rl.returns_to_go(np.ones((2, 2)))
+
+
+def test_policy_gradient_matches_autograd():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    logits, actions, w = rng.normal(size=(7, 3)), rng.integers(0, 3, 7), rng.normal(size=7)
+    loss, grad = rl.policy_gradient(logits, actions, w)
+    z = torch.tensor(logits, requires_grad=True)
+    ref = -(torch.tensor(w) * torch.log_softmax(z, 1)[torch.arange(7), torch.tensor(actions)]).mean()
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((np.zeros(3), [0], [1.0]), ValueError, r"logits of shape \(N, n_actions\), got \(3,\)"),
+    ((np.zeros((2, 3)), [0.0, 1.0], [1, 1]), ValueError, r"2 integer actions"),
+    ((np.zeros((2, 3)), [0, 3], [1, 1]), ValueError, r"actions in \[0, 3\), got values from 0 to 3"),
+    ((np.zeros((2, 3)), [0, 1], [1.0]), ValueError, r"2 weights, shape \(2,\), got \(1,\)"),
+    ((np.zeros((2, 3)), [0, 1], [1.0, np.nan]), ValueError, r"finite weights"),
+])
+def test_policy_gradient_rejects_bad_input(args, error, message):
+    with pytest.raises(error, match=message):
+        rl.policy_gradient(*args)
+
+
+def test_sample_action_follows_the_softmax():
+    from nnlib import models
+    from nnlib.losses import softmax
+    policy = models.mlp(2, 3, hidden=(4,), rng=np.random.default_rng(0))
+    s = np.array([0.5, -1.0])
+    p = softmax(policy(s[None])[0])
+    rng = np.random.default_rng(1)
+    counts = np.bincount([rl.sample_action(policy, s, rng) for _ in range(20_000)], minlength=3)
+    se = np.sqrt(p * (1 - p) / 20_000)
+    assert np.all(np.abs(counts / 20_000 - p) < 4 * se)
+    assert rl.greedy_action(policy, s) == p.argmax()
+
+
+def test_reinforce_step_equals_the_same_step_in_torch():
+    torch = pytest.importorskip("torch")
+    from nnlib import models, optim
+    from nnlib.twins import torch_twin
+    rng = np.random.default_rng(0)
+    policy = models.mlp(4, 2, hidden=(8,), activation="tanh", rng=rng)
+    twin = torch_twin(policy, dtype=torch.float64)
+    episodes = [rl.Episode(rng.normal(size=(n, 4)), rng.integers(0, 2, n), np.ones(n))
+                for n in (5, 9)]
+    rl.reinforce_step(policy, optim.Adam(policy.parameters(), lr=0.01), episodes, gamma=0.9)
+    S = torch.tensor(np.concatenate([e.states for e in episodes]))
+    A = torch.tensor(np.concatenate([e.actions for e in episodes]))
+    G = np.concatenate([rl.returns_to_go(e.rewards, 0.9) for e in episodes])
+    G = torch.tensor((G - G.mean()) / (G.std() + 1e-8))
+    opt = torch.optim.Adam(twin.parameters(), lr=0.01)
+    loss = -(G * torch.log_softmax(twin(S), 1)[torch.arange(len(A)), A]).mean()
+    loss.backward()
+    opt.step()
+    for name, p in twin.named_parameters():
+        np.testing.assert_allclose(policy.state_dict()[name], p.detach().numpy(),
+                                   rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="at least one episode"):
+        rl.reinforce_step(policy, None, [])
+
+
+def test_reinforce_solves_cartpole():
+    gym = pytest.importorskip("gymnasium")
+    from nnlib import models, optim
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(0)
+    policy = models.mlp(4, 2, hidden=(32,), activation="tanh", rng=rng)
+    run = rl.reinforce(env, policy, optim.Adam(policy.parameters(), lr=0.01), seed=0,
+                       rng=rng, progress=False)
+    assert run.solved_at is not None and run.episodes == 8 * run.solved_at
+    evaluation = rl.run_policy(env, lambda s: rl.greedy_action(policy, s), 20)
+    assert evaluation.mean() >= 475
+    with pytest.raises(ValueError, match="batch >= 1 episodes, got 0"):
+        rl.reinforce(env, policy, None, batch=0)
+
+
+def test_render_episode_gives_frames_and_rejects_a_silent_env():
+    gym = pytest.importorskip("gymnasium")
+    pytest.importorskip("pygame")
+    from nnlib import plots
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    frames = rl.render_episode(env, lambda s: 0, seed=0, every=3)
+    assert frames[0].shape == (400, 600, 3) and frames[0].dtype == np.uint8
+    episode = rl.play_episode(gym.make("CartPole-v1"), lambda s: 0, seed=0)
+    assert len(frames) == 1 + len(episode.rewards) // 3 + (len(episode.rewards) % 3 > 0)
+    fig, anim = plots.frames_animation(frames, [str(i) for i in range(len(frames))])
+    assert "<img" in plots.animation_html(anim).data
+    with pytest.raises(ValueError, match="render_mode='rgb_array', got None"):
+        rl.render_episode(gym.make("CartPole-v1"), lambda s: 0)
+    with pytest.raises(ValueError, match=r"one title per frame \(2\), got 1"):
+        plots.frames_animation(frames[:2], ["a"])
+
+
+def test_plot_gridworld_checks_shapes():
+    import matplotlib.pyplot as plt
+    from nnlib import plots
+    env = rl.GridWorld(CLASSIC)
+    V, Q, _ = rl.value_iteration(env)
+    ax = plots.plot_gridworld(env, V, rl.greedy_policy(Q), title="x")
+    assert len(ax.patches) == 1                         # the wall
+    with pytest.raises(ValueError, match=r"values of shape \(12,\), one per cell, got \(4, 3\)"):
+        plots.plot_gridworld(env, V.reshape(4, 3))
+    plt.close("all")

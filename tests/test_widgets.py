@@ -104,3 +104,12 @@ def test_latent_explorer_and_its_static_twin():
         widgets.latent_explorer(decode, np.zeros((30, 3)), labels)
     with pytest.raises(ValueError, match=r"decode to return \(25, 16\), got \(25, 64\)"):
         plots.latent_manifold(decode, n=5, image_shape=(4, 4))
+
+
+def test_gridworld_explorer_redraws_on_every_slider():
+    panel = widgets.gridworld_explorer(["...G", ".#.X", "S..."])
+    sliders = panel.children[0].children
+    assert [s.description for s in sliders] == ["gamma", "step reward", "slip"]
+    sliders[1].value = -1.5                           # redraw: must not raise
+    with pytest.raises(ValueError, match="exactly one start"):
+        widgets.gridworld_explorer(["..G"])

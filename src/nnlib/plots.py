@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["OKABE_ITO", "use_book_style", "plot_decision_regions", "show_images",
-           "plot_history", "animation_html", "latent_manifold", "plot_codes", "image_rows"]
+           "plot_history", "animation_html", "latent_manifold", "plot_codes", "image_rows",
+           "plot_gridworld", "frames_animation"]
 
 #: Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
@@ -202,3 +203,99 @@ def image_rows(rows, title: str | None = None, size: float = 0.7, shape=None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_gridworld(env, values=None, policy=None, ax=None, title: str | None = None,
+                   fmt: str = "{:.2f}"):
+    """Draw a ``nnlib.rl.GridWorld`` (or FrozenLake's map): cells coloured by
+    ``values`` (one per state), each value written in its cell, the action of
+    ``policy`` (one per state) as an arrow; walls grey, goals and pits
+    (FrozenLake's holes) labelled."""
+    import matplotlib.pyplot as plt
+
+    ax = _axes(ax)
+    rows = getattr(env, "rows", None)
+    if rows is None:                      # gymnasium's FrozenLake: desc holds bytes
+        desc = getattr(getattr(env, "unwrapped", env), "desc", None)
+        if desc is None:
+            raise TypeError(f"plot_gridworld: expected a GridWorld or FrozenLake, got "
+                            f"{type(env).__name__}")
+        rows = ["".join(c.decode() for c in r).replace("F", ".").replace("H", "X")
+                for r in desc]
+    h, w = len(rows), len(rows[0])
+    cells = "".join(rows)
+    for name, x in (("values", values), ("policy", policy)):
+        if x is not None and np.shape(x) != (h * w,):
+            raise ValueError(f"plot_gridworld: expected {name} of shape ({h * w},), "
+                             f"one per cell, got {np.shape(x)}")
+    grid = np.full((h, w), np.nan)
+    if values is not None:
+        grid = np.asarray(values, dtype=float).reshape(h, w).copy()
+        grid[np.array([c in "#" for c in cells]).reshape(h, w)] = np.nan
+        lim = np.nanmax(np.abs(grid)) or 1.0
+        ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim)
+        dark = np.abs(np.nan_to_num(grid)) > 0.6 * lim    # white text on dark cells
+    else:
+        dark = np.zeros((h, w), bool)
+        ax.imshow(np.zeros((h, w)), cmap="Greys", vmin=0, vmax=1)
+    arrows = {0: (-0.3, 0), 1: (0, 0.3), 2: (0.3, 0), 3: (0, -0.3)}
+    for s, c in enumerate(cells):
+        r, col = divmod(s, w)
+        if c == "#":
+            ax.add_patch(plt.Rectangle((col - 0.5, r - 0.5), 1, 1, color="0.45"))
+            continue
+        label = {"G": "goal", "X": "pit" if getattr(env, "rows", None) else "hole",
+                 "S": "start"}.get(c)
+        if label:
+            ax.text(col, r - 0.33, label, ha="center", va="center", fontsize=8,
+                    color="w" if dark[r, col] else "k")
+        if c in "GX":
+            continue
+        if values is not None:
+            ax.text(col, r + 0.33, fmt.format(values[s]), ha="center", va="center",
+                    fontsize=8, color="w" if dark[r, col] else "k")
+        if policy is not None:
+            dx, dy = arrows[int(policy[s])]
+            ax.annotate("", xy=(col + dx, r + dy), xytext=(col - dx / 2, r - dy / 2),
+                        arrowprops=dict(arrowstyle="-|>", lw=1.5,
+                                        color="w" if dark[r, col] else "k"))
+    ax.set_xticks(np.arange(w))
+    ax.set_yticks(np.arange(h))
+    ax.set_xticks(np.arange(w + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(h + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="k", lw=0.5)
+    ax.tick_params(which="both", length=0)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def frames_animation(frames, titles=None, interval: int = 50, width: float = 4.0):
+    """A matplotlib animation of image ``frames`` (``(H, W, 3)`` arrays, such as
+    ``nnlib.rl.render_episode`` returns), one ``titles`` entry per frame.
+    Returns ``(fig, anim)``; pass ``anim`` to ``animation_html``."""
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    if not len(frames):
+        raise ValueError("frames_animation: expected at least one frame, got none")
+    if titles is not None and len(titles) != len(frames):
+        raise ValueError(f"frames_animation: expected one title per frame "
+                         f"({len(frames)}), got {len(titles)}")
+    h, w = np.shape(frames[0])[:2]
+    fig, ax = plt.subplots(figsize=(width, width * h / w + 0.35), layout="constrained")
+    im = ax.imshow(frames[0])
+    ax.axis("off")
+    label = ax.set_title(titles[0] if titles else "", fontsize=10)
+
+    def draw(i):
+        im.set_data(frames[i])
+        if titles:
+            label.set_text(titles[i])
+        return im, label
+
+    anim = FuncAnimation(fig, draw, frames=len(frames), interval=interval, blit=False)
+    plt.close(fig)
+    return fig, anim

@@ -18,7 +18,8 @@ from .train import DivergenceError, accuracy, fit, predict
 
 __all__ = ["ToyRun", "train_toy", "draw_toy_run", "playground_animation", "playground",
            "KERNELS", "parse_kernel", "apply_kernel", "kernel_explorer",
-           "draw_lstm_step", "lstm_animation", "lstm_stepper", "latent_explorer"]
+           "draw_lstm_step", "lstm_animation", "lstm_stepper", "latent_explorer",
+           "gridworld_explorer"]
 
 
 @dataclass
@@ -377,3 +378,40 @@ def latent_explorer(decode, codes, labels, z_range=(-3.0, 3.0), image_shape=(8, 
         sl.observe(show, names="value")
     show()
     return w.VBox([w.HBox(sliders), out])
+
+
+def gridworld_explorer(rows, gamma: float = 0.99, step_reward: float = -0.04,
+                       slip: float = 0.2):
+    """Live panel: sliders for the discount ``gamma``, the reward of every step
+    and the probability of slipping sideways; each change rebuilds the
+    ``nnlib.rl.GridWorld`` given by ``rows``, runs value iteration and draws the
+    optimal values and policy. The static twin is a grid of
+    ``nnlib.plots.plot_gridworld`` panels."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_gridworld
+    from .rl import GridWorld, greedy_policy, value_iteration
+
+    GridWorld(rows)                      # reject a bad layout before building sliders
+    g = w.FloatSlider(value=gamma, min=0.5, max=0.99, step=0.01, description="gamma")
+    r = w.FloatSlider(value=step_reward, min=-2.0, max=0.1, step=0.01,
+                      description="step reward")
+    p = w.FloatSlider(value=slip, min=0.0, max=0.8, step=0.05, description="slip")
+    out = w.Output()
+
+    def show(_=None):
+        env = GridWorld(rows, step_reward=r.value, slip=p.value)
+        V, Q, _ = value_iteration(env, gamma=g.value)
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+            plot_gridworld(env, V, greedy_policy(Q), ax=ax,
+                           title=f"gamma {g.value:.2f}, step reward {r.value:+.2f}, "
+                                 f"slip {p.value:.2f}")
+            plt.show()
+
+    for sl in (g, r, p):
+        sl.observe(show, names="value")
+    show()
+    return w.VBox([w.HBox([g, r, p]), out])
