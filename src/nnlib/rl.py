@@ -158,17 +158,20 @@ class QLearningRun:
     returns: list = field(default_factory=list)
     lengths: list = field(default_factory=list)
     epsilons: list = field(default_factory=list)
+    snapshots: list = field(default_factory=list)
 
 
 def q_learning(env, episodes: int, alpha: float = 0.1, gamma: float = 0.99,
                epsilon=(1.0, 0.05), decay_episodes: int | None = None, rng=None,
-               seed: int = 0) -> QLearningRun:
+               seed: int = 0, record_every: int | None = None) -> QLearningRun:
     """Tabular Q-learning with an epsilon-greedy behaviour policy:
     ``Q(s,a) += alpha * (r + gamma * max_a' Q(s',a') * (not terminated) - Q(s,a))``.
 
     ``epsilon`` is a number, or ``(start, end)`` decayed linearly over
     ``decay_episodes`` (default: the first half of the episodes). Episodes are
     reset with seeds ``seed, seed + 1, ...``; ``rng`` draws the exploration.
+    With ``record_every = k``, a copy of the table after every k-th episode goes
+    into ``snapshots`` (for learning curves).
     """
     if not (isinstance(episodes, int) and episodes >= 1):
         raise ValueError(f"q_learning: expected episodes >= 1, got {episodes!r}")
@@ -203,6 +206,8 @@ def q_learning(env, episodes: int, alpha: float = 0.1, gamma: float = 0.99,
         run.returns.append(total)
         run.lengths.append(steps)
         run.epsilons.append(eps)
+        if record_every and (ep + 1) % record_every == 0:
+            run.snapshots.append(Q.copy())
     return run
 
 
