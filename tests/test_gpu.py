@@ -48,3 +48,19 @@ def test_vgg_sized_conv_block_matches_torch_on_cuda_in_float32(rng):
     np.testing.assert_allclose(dx, xt.grad.cpu().numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(block[0].weight.grad, twin[0].weight.grad.cpu().numpy(),
                                rtol=1e-3, atol=1e-2)
+
+
+def test_vgg16_numpy_reference_matches_torch_on_cuda():
+    """The NumPy VGG16 (width/16, 64x64 input) against the same network on CUDA
+    in float64: the case study's reference check, on the GPU."""
+    from nnlib import vgg
+    torch.manual_seed(0)
+    model = vgg.vgg16(num_classes=10, width=16, in_channels=1, pool=2).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 1.0 / np.sqrt(p[0].numel()) if p.ndim > 1 else 0.1)
+    ref = vgg.to_numpy(model).eval()
+    x = np.random.default_rng(0).standard_normal((4, 1, 64, 64))
+    ours = ref(x)
+    theirs = model.cuda()(torch.tensor(x, device="cuda")).detach().cpu().numpy()
+    assert np.abs(ours - theirs).max() <= 1e-10 * np.abs(ours).max()

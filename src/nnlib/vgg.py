@@ -1,0 +1,242 @@
+"""VGG16 (Simonyan & Zisserman, 2015, configuration D), in PyTorch and in NumPy.
+
+``vgg16()`` builds the PyTorch network with torchvision's parameter names
+(``features.0.weight`` ... ``classifier.6.bias``), so a reader who has
+torchvision's ImageNet file ``vgg16-397923af.pth`` on disk loads it with
+``load_vgg16_weights(model, path)`` (``torch.load(..., weights_only=True)``),
+without torchvision. At 1000 classes it has 138,357,544 parameters.
+
+``width`` divides every channel count and the hidden width of the classifier
+(``width=8``: 64 -> 8 channels in the first layer); ``pool`` is the side of the
+adaptive average pooling before the classifier (7 for 224x224 images, as in
+torchvision; 1 suits 32x32 inputs, whose features are already 1x1). The
+sixteen weight layers stay: 13 convolutions (3x3, padding 1) in five blocks,
+each block ending in a 2x2 max pooling, then 3 fully connected layers.
+
+``vgg16_numpy(...)`` is the same network built from nnlib's layers (no
+BatchNorm), with the same names, and ``to_numpy(model)`` copies a PyTorch
+VGG16's weights into it: the NumPy reference the tests compare against.
+
+This module imports PyTorch; ``import nnlib`` alone does not.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from .module import Module, Sequential
+
+__all__ = ["CONFIG_D", "VGG", "vgg16", "vgg16_numpy", "VGG16Numpy", "to_numpy",
+           "load_vgg16_weights", "layer_table", "IMAGENET_PARAMETERS"]
+
+#: Channels of each 3x3 convolution, "M" for a 2x2 max pooling (configuration D).
+CONFIG_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+            512, 512, 512, "M", 512, 512, 512, "M"]
+#: Parameters of torchvision's ``vgg16()`` (1000 classes).
+IMAGENET_PARAMETERS = 138_357_544
+
+
+def _check_config(where, num_classes, width, in_channels, pool, dropout):
+    for name, value in (("num_classes", num_classes), ("width", width),
+                        ("in_channels", in_channels), ("pool", pool)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise ValueError(f"{where}: expected a positive integer {name}, got {value!r}")
+    if 64 % width:
+        raise ValueError(f"{where}: expected width to divide 64 (1, 2, 4, 8, 16, 32 "
+                         f"or 64), got {width}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{where}: expected dropout in [0, 1), got {dropout!r}")
+
+
+class VGG(nn.Module):
+    """torchvision's VGG layout: ``features``, ``avgpool``, ``classifier``."""
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential, pool: int,
+                 config: dict):
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d((pool, pool))
+        self.classifier = classifier
+        self.config = dict(config)
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.config["in_channels"]:
+            raise ValueError(f"VGG.forward: expected images of shape (N, "
+                             f"{self.config['in_channels']}, H, W), got {tuple(x.shape)}")
+        if min(x.shape[-2:]) < 32:
+            raise ValueError(f"VGG.forward: expected images of at least 32x32 (five "
+                             f"2x2 poolings), got {tuple(x.shape[-2:])}")
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def vgg16(num_classes: int = 1000, width: int = 1, in_channels: int = 3, pool: int = 7,
+          batch_norm: bool = False, dropout: float = 0.5) -> VGG:
+    """VGG16 in PyTorch, initialised as torchvision does (He-normal convolutions,
+    N(0, 0.01) linear layers, zero biases). ``batch_norm=True`` adds a
+    BatchNorm2d after each convolution, as torchvision's ``vgg16_bn`` (whose
+    names it then has)."""
+    _check_config("vgg16", num_classes, width, in_channels, pool, dropout)
+    layers, c = [], in_channels
+    for v in CONFIG_D:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        layers.append(nn.Conv2d(c, v // width, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(v // width))
+        layers.append(nn.ReLU(inplace=True))
+        c = v // width
+    hidden = 4096 // width
+    classifier = nn.Sequential(
+        nn.Linear(c * pool * pool, hidden), nn.ReLU(True), nn.Dropout(dropout),
+        nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes))
+    config = dict(num_classes=num_classes, width=width, in_channels=in_channels,
+                  pool=pool, batch_norm=batch_norm, dropout=dropout)
+    model = VGG(nn.Sequential(*layers), classifier, pool, config)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def load_vgg16_weights(model: nn.Module, path) -> nn.Module:
+    """Load a state dict saved with ``torch.save`` (torchvision's
+    ``vgg16-397923af.pth``, or a checkpoint of ``vgg16()``) into ``model``, with
+    ``torch.load(..., weights_only=True)``: tensors only, no code is run.
+    Raises naming the file and the first keys or shapes that do not match."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_vgg16_weights: expected a weights file at {path}, "
+                                f"found none (nothing is downloaded: put the file there)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # pickle errors, truncated zip files, non-tensor objects
+        raise ValueError(f"load_vgg16_weights: {path} is not a PyTorch state dict of "
+                         f"tensors ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"load_vgg16_weights: expected {path} to hold a dict of "
+                         f"tensors, got {type(state).__name__}")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise KeyError(f"load_vgg16_weights: {path} does not fit this model: "
+                       f"{len(missing)} missing key(s) {missing[:4]}, {len(unexpected)} "
+                       f"unexpected key(s) {unexpected[:4]}")
+    for k, v in own.items():
+        if state[k].shape != v.shape:
+            raise ValueError(f"load_vgg16_weights: {k} has shape {tuple(state[k].shape)} "
+                             f"in {path}, expected {tuple(v.shape)} (a different width "
+                             f"or number of classes?)")
+    model.load_state_dict(state)
+    return model
+
+
+def layer_table(model: nn.Module, input_shape=(1, 3, 224, 224)) -> list:
+    """One row per layer of a ``vgg16()``: ``(name, layer, output shape,
+    parameters)``, from one forward pass of zeros of ``input_shape``."""
+    rows, hooks = [], []
+    for prefix in ("features", "avgpool", "classifier"):
+        part = getattr(model, prefix)
+        children = part.named_children() if isinstance(part, nn.Sequential) else [("", part)]
+        for name, layer in children:
+            full = f"{prefix}.{name}" if name else prefix
+
+            def hook(mod, inp, out, full=full):
+                rows.append((full, type(mod).__name__, tuple(out.shape),
+                             sum(p.numel() for p in mod.parameters())))
+            hooks.append(layer.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape, dtype=next(model.parameters()).dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return rows
+
+
+# --- the NumPy reference ------------------------------------------------------
+
+class VGG16Numpy(Module):
+    """VGG16 built from nnlib layers, with torchvision's names. Input
+    ``(N, in_channels, H, W)``; the features' side must equal ``pool`` or be a
+    multiple of it (adaptive average pooling then averages equal blocks)."""
+
+    def __init__(self, num_classes: int = 1000, width: int = 1, in_channels: int = 3,
+                 pool: int = 7, dropout: float = 0.5, rng=None):
+        super().__init__()
+        _check_config("vgg16_numpy", num_classes, width, in_channels, pool, dropout)
+        layers, c = [], in_channels
+        for v in CONFIG_D:
+            if v == "M":
+                layers.append(MaxPool2d(2, 2))
+            else:
+                layers += [Conv2d(c, v // width, 3, padding=1, rng=rng), ReLU()]
+                c = v // width
+        hidden = 4096 // width
+        self.features = Sequential(*layers)
+        self.flatten = Flatten()
+        self.classifier = Sequential(
+            Linear(c * pool * pool, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
+            Linear(hidden, hidden, rng=rng), ReLU(), Dropout(dropout, rng=rng),
+            Linear(hidden, num_classes, rng=rng))
+        self.pool, self.in_channels = pool, in_channels
+        object.__setattr__(self, "_avg", None)
+
+    def forward(self, x):
+        x = self._input(x, ndim=4)
+        if x.shape[1] != self.in_channels or min(x.shape[-2:]) < 32:
+            raise ValueError(f"VGG16Numpy.forward: expected images of shape (N, "
+                             f"{self.in_channels}, H, W) with H, W >= 32, got {x.shape}")
+        f = self.features(x)
+        side = f.shape[-1]
+        if f.shape[-2] != side or side % self.pool:
+            raise ValueError(f"VGG16Numpy.forward: features of side {f.shape[-2:]} cannot "
+                             f"be average-pooled to {self.pool}x{self.pool} in equal "
+                             f"blocks; choose pool to divide it")
+        object.__setattr__(self, "_avg", AvgPool2d(side // self.pool) if side > self.pool
+                           else None)
+        if self._avg is not None:
+            f = self._avg(f)
+        return self.classifier(self.flatten(f))
+
+    def backward(self, grad_out):
+        g = self.flatten.backward(self.classifier.backward(grad_out))
+        if self._avg is not None:
+            g = self._avg.backward(g)
+        return self.features.backward(g)
+
+
+def vgg16_numpy(num_classes: int = 1000, width: int = 1, in_channels: int = 3,
+                pool: int = 7, dropout: float = 0.5, rng=None) -> VGG16Numpy:
+    """The NumPy VGG16 (see ``VGG16Numpy``)."""
+    return VGG16Numpy(num_classes, width, in_channels, pool, dropout, rng)
+
+
+def to_numpy(model: VGG, dtype=np.float64) -> VGG16Numpy:
+    """A ``VGG16Numpy`` with the weights of the PyTorch ``model`` (no BatchNorm)."""
+    cfg = model.config
+    if cfg["batch_norm"]:
+        raise ValueError("to_numpy: expected a VGG16 without BatchNorm (nnlib has no "
+                         "BatchNorm layer), got batch_norm=True")
+    ref = VGG16Numpy(cfg["num_classes"], cfg["width"], cfg["in_channels"], cfg["pool"],
+                     cfg["dropout"])
+    ref.load_state_dict({k: v.detach().cpu().numpy().astype(dtype)
+                         for k, v in model.state_dict().items()})
+    return ref
