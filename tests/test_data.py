@@ -129,3 +129,56 @@ def test_text_batches_targets_are_the_next_characters(rng):
     assert x.min() >= 0 and y.max() <= 49
     with pytest.raises(ValueError, match="longer than seq_len"):
         data.text_batches(np.arange(5), 2, 10)
+
+
+# --- MNIST's IDX format, on tiny files the test writes -------------------------
+
+def _write_idx(path, array, code=0x08):
+    import gzip
+    header = bytes([0, 0, code, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_mnist_reads_idx_files(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], np.uint8)
+    suffix = ".gz" if gz else ""
+    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images)
+    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", labels)
+    X, y = data.load_mnist(tmp_path, "test")
+    assert X.shape == (5, 784) and X.dtype == np.float64 and y.dtype == np.int64
+    np.testing.assert_array_equal(X.reshape(5, 28, 28) * 255, images)
+    np.testing.assert_array_equal(y, labels)
+    Xi, _ = data.load_mnist(tmp_path, "test", images=True)
+    assert Xi.shape == (5, 1, 28, 28)
+
+
+def test_read_idx_other_types_and_errors(tmp_path):
+    a = np.arange(6, dtype=">i4").reshape(2, 3) - 3
+    _write_idx(tmp_path / "ints", a, code=0x0C)
+    np.testing.assert_array_equal(data.read_idx(tmp_path / "ints"), a)
+    (tmp_path / "junk").write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(tmp_path / "junk")
+    _write_idx(tmp_path / "short", np.zeros((4, 2, 2), np.uint8))
+    (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-3])
+    with pytest.raises(ValueError, match=r"13 bytes of data, expected 16 .*truncated"):
+        data.read_idx(tmp_path / "short")
+
+
+def test_load_mnist_errors_name_what_is_missing_or_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte or "
+                                                 "train-images-idx3-ubyte.gz.*nothing is downloaded"):
+        data.load_mnist(tmp_path)
+    with pytest.raises(ValueError, match="split 'train' or 'test'"):
+        data.load_mnist(tmp_path, "val")
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(2, np.uint8))
+    with pytest.raises(ValueError, match="holds 3 images but train-labels-idx1-ubyte 2 labels"):
+        data.load_mnist(tmp_path)
