@@ -64,3 +64,38 @@ def test_vgg16_numpy_reference_matches_torch_on_cuda():
     ours = ref(x)
     theirs = model.cuda()(torch.tensor(x, device="cuda")).detach().cpu().numpy()
     assert np.abs(ours - theirs).max() <= 1e-10 * np.abs(ours).max()
+
+
+def test_full_size_vgg16_trains_on_cuda_with_amp_and_channels_last():
+    """The case study's GPU path: full-width VGG16 at 224x224, bfloat16
+    autocast, channels-last; prints images/s and peak memory."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "tools" / "vgg_finetune.py"),
+                          "--benchmark", "20", "--width", "1", "--side", "224",
+                          "--batch-size", "64", "--device", "cuda", "--amp",
+                          "--channels-last"], capture_output=True, text=True, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    print("\nVGG16 224x224 on", summary["device"], ":",
+          f"{summary['images_per_second']:.0f} images/s,",
+          f"peak {summary['peak_memory_mb']:.0f} MiB")
+    assert summary["images_per_second"] > 0
+
+
+def test_fit_on_cuda_matches_its_own_accuracy_bookkeeping():
+    from nnlib import finetune, vgg
+    rng = np.random.default_rng(0)
+    y = np.arange(128) % 10
+    X = rng.random((128, 1, 32, 32)).astype(np.float32) * 0.2
+    X[np.arange(128), 0, 3 * y, 3 * y] = 1.0
+    model = vgg.vgg16(num_classes=10, width=8, in_channels=1, pool=1, batch_norm=True)
+    config = finetune.TrainConfig(epochs=15, batch_size=32, device="cuda", amp=True,
+                                  channels_last=True, patience=None)
+    result = finetune.fit(model, (X, y), (X, y), config, progress=False)
+    assert result.best_val == finetune.evaluate(model, X, y, device="cuda",
+                                                channels_last=True, amp=True)
+    assert result.best_val > 0.5

@@ -1,0 +1,193 @@
+"""Train or fine-tune a VGG16 on digits: the case study's script.
+
+On one process:
+
+    python tools/vgg_finetune.py --task printed --epochs 10 --save source.pth
+    python tools/vgg_finetune.py --init source.pth --labels-per-class 50
+
+Data-parallel on N processes (CPU: gloo; GPU: nccl, one GPU per process):
+
+    torchrun --nproc_per_node=2 tools/vgg_finetune.py --init source.pth
+
+Full size on a GPU, timing only (images/s and peak memory):
+
+    python tools/vgg_finetune.py --benchmark 30 --width 1 --side 224 \\
+        --batch-size 64 --device cuda --amp --channels-last
+
+Tasks: ``digits`` (scikit-learn's handwritten digits, or MNIST with ``--mnist
+DIR`` holding its IDX files), ``printed`` (the source task: printed digits
+rendered from matplotlib's fonts). Images are upsampled to ``--side``. With
+``--checkpoint PATH`` the run saves every epoch and, started again with the
+same command, resumes where it stopped. The last line printed is a JSON
+summary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+from nnlib import data, finetune, vgg
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=["digits", "printed"], default="digits")
+    p.add_argument("--mnist", help="directory with MNIST's IDX files (task digits)")
+    p.add_argument("--printed-per-digit", type=int, default=500)
+    p.add_argument("--labels-per-class", type=int, default=None)
+    p.add_argument("--n-train", type=int, default=None, help="keep only this many training examples")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=8, help="divide every channel count by this")
+    p.add_argument("--side", type=int, default=32)
+    p.add_argument("--batch-norm", action="store_true")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--init", help="start from these weights (a .pth state dict)")
+    p.add_argument("--reset-head", action="store_true",
+                   help="re-initialise the last layer after --init (new task)")
+    p.add_argument("--trainable", choices=finetune.TRAINABLE, default="all")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64, help="global batch, all processes")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--patience", type=int, default=8)
+    p.add_argument("--shift", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--checkpoint", help="save every epoch here; resume from it if present")
+    p.add_argument("--save", help="write the best weights here (.pth)")
+    p.add_argument("--benchmark", type=int, default=0, metavar="STEPS",
+                   help="only time STEPS training steps on random images")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def load_task(args):
+    if args.task == "printed":
+        X, y = finetune.printed_digits(args.printed_per_digit, seed=args.split_seed,
+                                       side=args.side)
+        return data.train_val_test_split(X, y, val=0.15, test=0.15, seed=args.split_seed)
+    if args.mnist:
+        Xtr, ytr = data.load_mnist(args.mnist, "train", images=True)
+        Xte, yte = data.load_mnist(args.mnist, "test", images=True)
+        cut = int(0.9 * len(Xtr))
+        return data.Split(finetune.upsample(Xtr[:cut], args.side), ytr[:cut],
+                          finetune.upsample(Xtr[cut:], args.side), ytr[cut:],
+                          finetune.upsample(Xte, args.side), yte)
+    X, y = data.load_digits()
+    return data.train_val_test_split(finetune.upsample(X, args.side), y, val=0.15,
+                                     test=0.25, seed=args.split_seed)
+
+
+def peak_memory_mb(device):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # kB on Linux
+
+
+def benchmark(model, args):
+    """Time ``args.benchmark`` training steps on random images (after 3 warm-up
+    steps): images per second over all processes, and peak memory."""
+    device = args.device
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(args.batch_size, 1, args.side, args.side, device=device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+
+    def step():
+        with torch.autocast("cuda", torch.bfloat16, enabled=args.amp and device.startswith("cuda")):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    for _ in range(args.benchmark):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t
+    return {"benchmark_steps": args.benchmark, "images_per_second":
+            args.benchmark * args.batch_size / seconds, "peak_memory_mb": peak_memory_mb(device),
+            "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+            "amp": args.amp, "channels_last": args.channels_last, "side": args.side,
+            "width": args.width, "batch_size": args.batch_size}
+
+
+def main(argv=None):
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if args.device.startswith("cuda"):
+            local = int(os.environ["LOCAL_RANK"])
+            torch.cuda.set_device(local)
+            args.device = f"cuda:{local}"
+        torch.distributed.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+    rank = int(os.environ.get("RANK", "0"))
+    torch.manual_seed(args.seed)
+    model = vgg.vgg16(num_classes=10, width=args.width, in_channels=1,
+                      pool=max(1, args.side // 32), batch_norm=args.batch_norm,
+                      dropout=args.dropout)
+    if args.init:
+        vgg.load_vgg16_weights(model, args.init)
+        if args.reset_head:
+            head = model.classifier[-1]
+            torch.nn.init.normal_(head.weight, 0, 0.01)
+            torch.nn.init.zeros_(head.bias)
+    if args.benchmark:
+        summary = benchmark(model, args)
+    else:
+        split = load_task(args)
+        keep = finetune.per_class_subset(split.y_train, args.labels_per_class, seed=args.seed)
+        if args.n_train:
+            keep = keep[:args.n_train]
+        config = finetune.TrainConfig(
+            epochs=args.epochs, lr=args.lr, batch_size=min(args.batch_size, len(keep)),
+            weight_decay=args.weight_decay, patience=args.patience, trainable=args.trainable,
+            shift=args.shift, seed=args.seed, amp=args.amp, channels_last=args.channels_last,
+            device=args.device)
+        result = finetune.fit(model, (split.X_train[keep], split.y_train[keep]),
+                              (split.X_val, split.y_val), config, checkpoint=args.checkpoint,
+                              progress=not args.no_progress)
+        summary = {"task": args.task, "train_examples": int(len(keep)),
+                   "trainable_parameters": finetune.count_trainable(model),
+                   "best_epoch": result.best_epoch, "val_accuracy": result.best_val,
+                   "test_accuracy": finetune.evaluate(model, split.X_test, split.y_test,
+                                                      device=args.device),
+                   "epochs_run": len(result.history), "resumed_from": result.resumed_from,
+                   "seconds": round(result.seconds, 2), "processes": world,
+                   "images_per_second": round(result.images_per_second, 1)}
+        if args.save and rank == 0:
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, args.save)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    if rank == 0:
+        print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (finetune.CheckpointError, FileNotFoundError, KeyError, ValueError) as e:
+        sys.exit(f"vgg_finetune: {e}")
