@@ -166,3 +166,46 @@ def test_script_names_a_missing_weights_file(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), "--init", str(tmp_path / "none.pth")],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode != 0 and "nothing is downloaded" in out.stderr
+
+
+def test_linear_probe_folds_the_standardization_into_the_last_layer():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    X, y = _tiny_data(120)
+    model = finetune.small_vgg16(0)
+    out = finetune.linear_probe(model, (X[:80], y[:80]), (X[80:100], y[80:100]),
+                                (X[100:], y[100:]))
+    feats = finetune.penultimate(model, X[:80])
+    clf = LogisticRegression(C=out["C"], max_iter=2000, random_state=0)
+    scaler = StandardScaler().fit(feats)
+    clf.fit(scaler.transform(feats), y[:80])
+    with torch.no_grad():
+        logits = model.eval()(torch.as_tensor(X[100:])).numpy()
+    expected = clf.decision_function(scaler.transform(finetune.penultimate(model, X[100:])))
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    assert out["test"] == np.mean(logits.argmax(1) == y[100:])
+    assert out["trainable"] == 512 * 10 + 10
+
+
+def test_transfer_run_needs_its_weights_and_a_known_method():
+    from nnlib import data
+    X, y = _tiny_data(200)
+    split = data.Split(X[:120], y[:120], X[120:160], y[120:160], X[160:], y[160:])
+    with pytest.raises(ValueError, match="needs source_state"):
+        finetune.transfer_run("full", split, 2, 0)
+    with pytest.raises(ValueError, match="needs ssl_state"):
+        finetune.transfer_run("ssl", split, 2, 0)
+    with pytest.raises(ValueError, match=r"method in \('scratch'"):
+        finetune.transfer_run("lora", split, 2, 0)
+    assert finetune.schedule(100) == {"batch_size": 32, "epochs": 48}
+    assert finetune.schedule(1077) == {"batch_size": 64, "epochs": 40}
+
+
+def test_ssl_pretraining_lowers_the_reconstruction_error():
+    X, _ = _tiny_data(128)
+    model = finetune.small_vgg16(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = finetune.ssl_pretrain(model, X, epochs=4, progress=False)
+    assert losses[-1] < losses[0]
+    assert torch.equal(before["classifier.6.weight"], model.state_dict()["classifier.6.weight"])
+    assert not torch.equal(before["features.0.weight"], model.state_dict()["features.0.weight"])

@@ -1,5 +1,6 @@
-"""Each notebook runs from a fresh kernel in under 120 s and prints the same
-numbers twice in a row. (make test also runs them once more under nbval.)
+"""Each notebook runs from a fresh kernel in under 120 s (or the budget its
+metadata ``nnbook.budget_s`` names, where an issue allows more) and prints the
+same numbers twice in a row. (make test also runs them once more under nbval.)
 
 The second run, once both agree, goes into the build's execution cache
 (``_build/.jupyter_cache``, the ``execute.cache`` of ``_config.yml``), so that a
@@ -27,11 +28,18 @@ os.environ.pop("MPLBACKEND", None)    # kernels use the inline backend, as for a
 CACHE = ROOT / "_build" / ".jupyter_cache"
 
 
+def budget(nb) -> float:
+    """120 s, or the notebook's own ``metadata.nnbook.budget_s`` (at most 180)."""
+    own = nb.metadata.get("nnbook", {}).get("budget_s", BUDGET_S)
+    assert BUDGET_S <= own <= 180, f"budget_s must be 120-180 s, got {own}"
+    return own
+
+
 def run(path):
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     # record_timing=False: timing metadata would change the cache key
-    NotebookClient(nb, timeout=BUDGET_S, kernel_name="python3", record_timing=False,
+    NotebookClient(nb, timeout=budget(nb), kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb, time.perf_counter() - start
 
@@ -67,7 +75,9 @@ def test_notebook_is_fast_and_deterministic(path):
     first, seconds = run(path)
     second, seconds2 = run(path)
     print(f"{path.name}: {seconds:.1f} s, {seconds2:.1f} s")
-    assert max(seconds, seconds2) < BUDGET_S, f"{path.name} took {max(seconds, seconds2):.0f} s"
+    limit = budget(first)
+    assert max(seconds, seconds2) < limit, (f"{path.name} took {max(seconds, seconds2):.0f} s, "
+                                            f"over its {limit} s")
     assert printed(first) == printed(second), f"{path.name} printed different numbers on a rerun"
     share_with_the_build(second, path, seconds2)
 

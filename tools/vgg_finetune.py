@@ -67,6 +67,7 @@ def parse(argv=None):
     p.add_argument("--save", help="write the best weights here (.pth)")
     p.add_argument("--benchmark", type=int, default=0, metavar="STEPS",
                    help="only time STEPS training steps on random images")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps before --benchmark")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -95,8 +96,8 @@ def peak_memory_mb(device):
 
 
 def benchmark(model, args):
-    """Time ``args.benchmark`` training steps on random images (after 3 warm-up
-    steps): images per second over all processes, and peak memory."""
+    """Time ``args.benchmark`` training steps on random images (after
+    ``args.warmup`` untimed ones): images per second, and peak memory."""
     device = args.device
     model.to(device)
     if args.channels_last:
@@ -114,7 +115,7 @@ def benchmark(model, args):
         loss.backward()
         opt.step()
 
-    for _ in range(3):
+    for _ in range(args.warmup):
         step()
     if device.startswith("cuda"):
         torch.cuda.synchronize()

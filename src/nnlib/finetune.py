@@ -27,7 +27,9 @@ from torch import nn
 
 __all__ = ["upsample", "printed_digits", "per_class_subset", "TrainConfig", "FitResult",
            "set_trainable", "TRAINABLE", "count_trainable", "fit", "evaluate",
-           "save_checkpoint", "load_checkpoint", "CheckpointError", "dist_info"]
+           "save_checkpoint", "load_checkpoint", "CheckpointError", "dist_info", "METHODS",
+           "small_vgg16", "schedule", "penultimate", "linear_probe", "ssl_pretrain",
+           "transfer_run"]
 
 
 # --- data ---------------------------------------------------------------------
@@ -333,3 +335,153 @@ def fit(model: nn.Module, train, val, config: TrainConfig, checkpoint=None,
     result.seconds = time.perf_counter() - t0
     result.images_per_second = seen * world / max(result.seconds, 1e-9)
     return result
+
+
+# --- the case study's methods ---------------------------------------------------------
+
+#: The ways of using (or not using) pretrained weights that the case study compares.
+METHODS = ("scratch", "full", "probe", "bitfit", "ssl")
+
+
+def small_vgg16(seed: int = 0) -> nn.Module:
+    """The case study's network: VGG16 with channels divided by 8, BatchNorm,
+    one input channel, 32x32 inputs (features end at 1x1), ten classes."""
+    from .vgg import vgg16
+
+    torch.manual_seed(seed)
+    return vgg16(num_classes=10, width=8, in_channels=1, pool=1, batch_norm=True)
+
+
+def schedule(n_train: int) -> dict:
+    """Batch size and epoch limit for a training set of ``n_train`` examples:
+    about the same number of steps whatever the number of labels."""
+    batch = 32 if n_train < 300 else 64
+    return {"batch_size": batch, "epochs": int(min(150, max(40, 4800 // n_train)))}
+
+
+@torch.no_grad()
+def penultimate(model, X, batch_size: int = 256) -> np.ndarray:
+    """The features the last layer sees (output of ``classifier[:-1]``), in
+    eval mode: what a linear probe is trained on."""
+    model.eval()
+    body = nn.Sequential(model.features, model.avgpool, nn.Flatten(), *model.classifier[:-1])
+    return np.concatenate([body(torch.as_tensor(X[i:i + batch_size])).numpy()
+                           for i in range(0, len(X), batch_size)])
+
+
+def linear_probe(model, train, val, test, seed: int = 0) -> dict:
+    """Logistic regression (scikit-learn) on standardized frozen features,
+    its regularisation strength chosen on the validation set; the result is
+    written into the network's last layer (standardization folded in), so the
+    model is an ordinary VGG16 again. Returns accuracies."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    F_tr, F_va, F_te = (penultimate(model, X) for X in (train[0], val[0], test[0]))
+    scaler = StandardScaler().fit(F_tr)
+    best = None
+    for C in (0.01, 0.1, 1.0, 10.0):
+        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+        clf.fit(scaler.transform(F_tr), train[1])
+        acc = clf.score(scaler.transform(F_va), val[1])
+        if best is None or acc > best[0]:
+            best = (acc, C, clf)
+    val_acc, C, clf = best
+    head = model.classifier[-1]
+    scale = scaler.scale_.astype(np.float64)
+    W = clf.coef_ / scale
+    b = clf.intercept_ - W @ scaler.mean_
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(W, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(b, dtype=head.bias.dtype))
+    return {"val": float(val_acc), "test": evaluate(model, *test), "C": C,
+            "trainable": int(head.weight.numel() + head.bias.numel())}
+
+
+class _Decoder(nn.Module):
+    """1x1 feature map -> 32x32 image, five 2x upsamplings (transposed convolutions)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        widths = [channels, 32, 16, 8, 8]
+        layers = []
+        for a, b in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b),
+                       nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], 1, 4, stride=2, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def ssl_pretrain(model, X, epochs: int = 30, noise: float = 0.3, lr: float = 1e-3,
+                 batch_size: int = 64, seed: int = 0, progress: bool = True) -> list:
+    """Self-supervised pretraining of ``model.features`` without labels: a
+    denoising autoencoder (chapter 6's idea) whose encoder is the VGG16
+    feature extractor and whose decoder is thrown away afterwards. Returns the
+    reconstruction loss per epoch."""
+    from .train import progress_bar
+
+    torch.manual_seed(seed)
+    channels = [m for m in model.features if isinstance(m, nn.Conv2d)][-1].out_channels
+    decoder = _Decoder(channels)
+    params = list(model.features.parameters()) + list(decoder.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    Xt = torch.as_tensor(X)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    model.train()
+    for epoch in progress_bar(range(epochs), desc="self-supervised", enabled=progress):
+        order = torch.randperm(len(Xt), generator=gen)
+        total, steps = 0.0, 0
+        for i in range(0, len(Xt) - batch_size + 1, batch_size):
+            clean = _shift(Xt[order[i:i + batch_size]], 2, gen)
+            noisy = clean + noise * torch.randn(clean.shape, generator=gen)
+            loss = F.mse_loss(torch.sigmoid(decoder(model.features(noisy))), clean)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, steps = total + float(loss.detach()), steps + 1
+        losses.append(total / steps)
+    return losses
+
+
+def transfer_run(method: str, split, per_class: int | None, seed: int,
+                 source_state: dict | None = None, ssl_state: dict | None = None,
+                 progress: bool = False) -> dict:
+    """One cell of the case study's table: train ``small_vgg16`` by ``method``
+    on ``per_class`` labels per class (all with ``None``) of ``split``'s
+    training set, early-stopped on its validation set; returns test accuracy
+    and the bookkeeping. ``source_state``: weights pretrained on printed digits
+    (same ten classes, so the last layer is kept); ``ssl_state``: weights whose
+    features were pretrained without labels (method ``"ssl"``)."""
+    if method not in METHODS:
+        raise ValueError(f"transfer_run: expected method in {METHODS}, got {method!r}")
+    keep = per_class_subset(split.y_train, per_class, seed=seed)
+    train = (split.X_train[keep], split.y_train[keep])
+    val, test = (split.X_val, split.y_val), (split.X_test, split.y_test)
+    model = small_vgg16(seed)
+    start = time.perf_counter()
+    if method in ("full", "probe", "bitfit"):
+        if source_state is None:
+            raise ValueError(f"transfer_run: method {method!r} needs source_state")
+        model.load_state_dict(source_state)
+    if method == "ssl":
+        if ssl_state is None:
+            raise ValueError("transfer_run: method 'ssl' needs ssl_state")
+        model.load_state_dict(ssl_state)
+    if method == "probe":
+        out = linear_probe(model, train, val, test, seed=seed)
+        out.update(best_epoch=None)
+    else:
+        # BitFit trains few, small parameters: it needs a larger step (1e-2)
+        config = TrainConfig(trainable="bias" if method == "bitfit" else "all", shift=2,
+                             seed=seed, patience=12, lr=1e-2 if method == "bitfit" else 1e-3,
+                             **schedule(len(keep)))
+        r = fit(model, train, val, config, progress=progress)
+        out = {"val": r.best_val, "test": evaluate(model, *test),
+               "best_epoch": r.best_epoch, "trainable": count_trainable(model)}
+    out.update(method=method, per_class=per_class, seed=seed, n_train=int(len(keep)),
+               seconds=round(time.perf_counter() - start, 1))
+    return out
