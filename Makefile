@@ -47,8 +47,9 @@ unit: $(READY)
 	$(BIN)/python -m pytest -m "not browser and not notebooks" tests
 
 notebooks: $(READY)
-	$(BATCH) $(BIN)/python -m pytest -s -m notebooks tests
+	rm -rf _build/.printed
 	$(BATCH) $(BIN)/python -m pytest --nbval-lax book/
+	$(BATCH) $(BIN)/python -m pytest -s -m notebooks tests
 
 browser-test: $(READY) system-deps
 	test -f _build/html/index.html || $(MAKE) book

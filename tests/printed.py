@@ -1,0 +1,23 @@
+"""The text a notebook run printed, in a form two runs can be compared by:
+per code cell, its streams merged as nbval merges them (stdout, then stderr,
+carriage returns and backspaces applied), then the plain text of its displayed
+results, with memory addresses masked. Used by tests/test_notebooks.py and by
+the nbval hook in the repository's conftest.py, so that the nbval run and the
+timed run check each other (the determinism check costs no extra run)."""
+import copy
+import re
+
+from nbval.plugin import coalesce_streams
+
+
+def printed(cells_outputs) -> str:
+    """``cells_outputs``: one list of outputs (nbformat nodes) per code cell."""
+    out = []
+    for outputs in cells_outputs:
+        for o in coalesce_streams(copy.deepcopy(list(outputs))):
+            if o.output_type == "stream":
+                out.append(o.text)
+            elif "data" in o and "text/plain" in o["data"]:
+                out.append("\n" + o["data"]["text/plain"] + "\n")
+        out.append("\n")
+    return re.sub(r"0x[0-9a-f]+", "0x…", "".join(out))
