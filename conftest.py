@@ -20,7 +20,10 @@ def pytest_runtest_makereport(item, call):
     if call.when != "call" or not hasattr(item, "test_outputs"):
         return
     path = Path(str(item.fspath))
-    _runs[path].append(item.test_outputs or [])
+    sys.path.insert(0, str(ROOT / "tests"))
+    from printed import shown_outputs
+
+    _runs[path].append(shown_outputs(item.cell, item.test_outputs or []))
     if outcome.get_result().failed:
         _failed.add(path)
 

@@ -10,6 +10,16 @@ import re
 from nbval.plugin import coalesce_streams
 
 
+HIDDEN = "remove-output"
+
+
+def shown_outputs(cell, outputs):
+    """The outputs that count: none for a cell tagged ``remove-output``, the
+    live-widget cells, whose widgets' own output nbclient routes into the
+    widget and nbval into the cell (the book hides these cells anyway)."""
+    return [] if HIDDEN in cell.get("metadata", {}).get("tags", []) else outputs
+
+
 def printed(cells_outputs) -> str:
     """``cells_outputs``: one list of outputs (nbformat nodes) per code cell."""
     out = []

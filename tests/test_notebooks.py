@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from printed import printed
+from printed import printed, shown_outputs
 
 pytestmark = pytest.mark.notebooks
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,8 @@ def share_with_the_build(nb, path, seconds):
 
 
 def printed_of(nb):
-    return printed([c.get("outputs", []) for c in nb.cells if c.cell_type == "code"])
+    return printed([shown_outputs(c, c.get("outputs", []))
+                    for c in nb.cells if c.cell_type == "code"])
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -102,3 +103,12 @@ def test_printed_is_the_same_for_nbval_and_nbclient_outputs():
     assert printed([as_run]) == printed([as_nbval])
     changed = [new("stream", name="stdout", text="x = 1\ny = 3\n"), shown]
     assert printed([as_run]) != printed([changed])
+
+
+def test_widget_cells_do_not_count():
+    """A live widget's output lands in the widget under nbclient and in the
+    cell under nbval; cells tagged remove-output (the widget cells) are skipped."""
+    cell = nbformat.v4.new_code_cell(metadata={"tags": ["remove-output"]})
+    figure = nbformat.v4.new_output("display_data", data={"text/plain": "<Figure>"})
+    assert shown_outputs(cell, [figure]) == []
+    assert shown_outputs(nbformat.v4.new_code_cell(), [figure]) == [figure]
