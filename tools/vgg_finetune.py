@@ -74,9 +74,7 @@ def parse(argv=None):
 
 def load_task(args):
     if args.task == "printed":
-        X, y = finetune.printed_digits(args.printed_per_digit, seed=args.split_seed,
-                                       side=args.side)
-        return data.train_val_test_split(X, y, val=0.15, test=0.15, seed=args.split_seed)
+        return finetune.printed_split(args.printed_per_digit, args.side, args.split_seed)
     if args.mnist:
         Xtr, ytr = data.load_mnist(args.mnist, "train", images=True)
         Xte, yte = data.load_mnist(args.mnist, "test", images=True)
@@ -84,9 +82,7 @@ def load_task(args):
         return data.Split(finetune.upsample(Xtr[:cut], args.side), ytr[:cut],
                           finetune.upsample(Xtr[cut:], args.side), ytr[cut:],
                           finetune.upsample(Xte, args.side), yte)
-    X, y = data.load_digits()
-    return data.train_val_test_split(finetune.upsample(X, args.side), y, val=0.15,
-                                     test=0.25, seed=args.split_seed)
+    return finetune.digits_split(args.side, args.split_seed)
 
 
 def peak_memory_mb(device):

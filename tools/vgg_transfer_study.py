@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from nnlib import data, finetune
+from nnlib import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "book" / "weights" / "vgg16_printed.pth"
@@ -32,29 +32,16 @@ BUDGETS = (10, 50, None)
 SEEDS = (0, 1, 2)
 
 
-def digits_split():
-    """The case study's split of scikit-learn's digits (upsampled to 32x32):
-    1,077 train, 270 validation, 450 test, stratified, seed 0."""
-    X, y = data.load_digits()
-    return data.train_val_test_split(finetune.upsample(X), y, val=0.15, test=0.25, seed=0)
-
-
-def printed_split():
-    """The source task: 5,000 printed digits (500 per digit), 70/15/15."""
-    X, y = finetune.printed_digits(500, seed=0)
-    return data.train_val_test_split(X, y, val=0.15, test=0.15, seed=0)
-
-
 def make_weights():
     SOURCE.parent.mkdir(parents=True, exist_ok=True)
-    src = printed_split()
+    src = finetune.printed_split()
     model = finetune.small_vgg16(seed=0)
     config = finetune.TrainConfig(epochs=12, patience=4, shift=2, seed=0)
     r = finetune.fit(model, (src.X_train, src.y_train), (src.X_val, src.y_val), config)
     print(f"source task: best epoch {r.best_epoch}, validation {r.best_val:.3f}, test "
           f"{finetune.evaluate(model, src.X_test, src.y_test):.3f}, {r.seconds:.0f} s")
     torch.save(model.state_dict(), SOURCE)
-    split = digits_split()
+    split = finetune.digits_split()
     model = finetune.small_vgg16(seed=0)
     losses = finetune.ssl_pretrain(model, split.X_train, epochs=30, seed=0)
     print(f"self-supervised: reconstruction error {losses[0]:.4f} -> {losses[-1]:.4f}")
@@ -62,7 +49,7 @@ def make_weights():
 
 
 def make_table():
-    split = digits_split()
+    split = finetune.digits_split()
     source = torch.load(SOURCE, weights_only=True)
     ssl = torch.load(SSL, weights_only=True)
     rows, start = [], time.perf_counter()

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["upsample", "printed_digits", "per_class_subset", "TrainConfig", "FitResult",
+__all__ = ["upsample", "printed_digits", "digits_split", "printed_split", "per_class_subset", "TrainConfig", "FitResult",
            "set_trainable", "TRAINABLE", "count_trainable", "fit", "evaluate",
            "save_checkpoint", "load_checkpoint", "CheckpointError", "dist_info", "METHODS",
            "small_vgg16", "schedule", "penultimate", "linear_probe", "ssl_pretrain",
@@ -66,6 +66,23 @@ def printed_digits(n_per_digit: int, seed: int = 0, noise: float = 0.05, side: i
     X = np.clip(X + noise * rng.standard_normal(X.shape), 0.0, 1.0)
     order = rng.permutation(len(X))
     return upsample(X[order], side), y[order]
+
+
+def digits_split(side: int = 32, seed: int = 0):
+    """The case study's split of scikit-learn's handwritten digits, upsampled
+    to ``side``: 1,077 train, 270 validation, 450 test, stratified."""
+    from .data import load_digits, train_val_test_split
+
+    X, y = load_digits()
+    return train_val_test_split(upsample(X, side), y, val=0.15, test=0.25, seed=seed)
+
+
+def printed_split(n_per_digit: int = 500, side: int = 32, seed: int = 0):
+    """The source task's split: ``printed_digits``, 70 / 15 / 15 %."""
+    from .data import train_val_test_split
+
+    X, y = printed_digits(n_per_digit, seed=seed, side=side)
+    return train_val_test_split(X, y, val=0.15, test=0.15, seed=seed)
 
 
 def per_class_subset(y, per_class: int | None, seed: int = 0) -> np.ndarray:
