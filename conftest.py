@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))
+from printed import printed, shown_outputs  # noqa: E402  (tests/printed.py)
+
 PRINTED = ROOT / "_build" / ".printed"
 _runs = defaultdict(list)
 _failed = set()
@@ -20,9 +23,6 @@ def pytest_runtest_makereport(item, call):
     if call.when != "call" or not hasattr(item, "test_outputs"):
         return
     path = Path(str(item.fspath))
-    sys.path.insert(0, str(ROOT / "tests"))
-    from printed import shown_outputs
-
     _runs[path].append(shown_outputs(item.cell, item.test_outputs or []))
     if outcome.get_result().failed:
         _failed.add(path)
@@ -31,9 +31,6 @@ def pytest_runtest_makereport(item, call):
 def pytest_sessionfinish(session, exitstatus):
     if not _runs:
         return
-    sys.path.insert(0, str(ROOT / "tests"))
-    from printed import printed
-
     PRINTED.mkdir(parents=True, exist_ok=True)
     for path, cells in _runs.items():
         target = PRINTED / (path.stem + ".txt")
