@@ -54,6 +54,7 @@ notebooks: $(READY)
 browser-test: $(READY) system-deps
 	test -f _build/html/index.html || $(MAKE) book
 	$(BIN)/python -m pytest -m browser tests/browser
+	cat _build/page-weights.txt
 
 gpu-check: $(READY)
 	$(BIN)/python -m pytest -m gpu -rs tests

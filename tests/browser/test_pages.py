@@ -3,8 +3,10 @@
 Fails on console errors, page errors, failed requests, any request that leaves
 the machine, maths that MathJax did not typeset, mermaid diagrams left as text,
 code blocks or formulas wider than the text column (a sideways scroll bar hides
-their end), and images that did not load. Saves a full-page screenshot of each page in
-_build/screenshots/ for a person to look at.
+their end), images that did not load, and pages heavier than 5 MB. Measures each
+page's weight (the HTML and everything it loads) and load time, writes them to
+_build/page-weights.txt (`make browser-test` prints the table), and saves a
+full-page screenshot of each page in _build/screenshots/ for a person to look at.
 Run with `make browser-test` after `make book`.
 """
 import functools
@@ -20,6 +22,8 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
+REPORT = ROOT / "_build" / "page-weights.txt"
+MAX_PAGE_BYTES = 5 * 1024 * 1024
 CHROMIUM = "/usr/bin/chromium"
 # every page a reader can open (not the theme's template fragments under _static/)
 PAGES = sorted(p.relative_to(HTML).as_posix() for p in HTML.rglob("*.html")
@@ -57,12 +61,43 @@ def browser():
         b.close()
 
 
+@pytest.fixture(scope="module")
+def weights():
+    """Collects (page, bytes, requests, load ms); writes the report at the end."""
+    rows = {}
+    yield rows
+    if not rows:
+        return
+    lines = [f"{'page':<34} {'weight':>9} {'requests':>8} {'load':>8}"]
+    for name, (size, count, ms) in sorted(rows.items()):
+        lines.append(f"{name:<34} {size / 2**20:>6.2f} MB {count:>8} {ms:>5.0f} ms")
+    total = sum(r[0] for r in rows.values())
+    lines.append(f"{len(rows)} pages; heaviest {max(r[0] for r in rows.values()) / 2**20:.2f} MB"
+                 f" (limit {MAX_PAGE_BYTES / 2**20:.0f} MB); mean "
+                 f"{total / len(rows) / 2**20:.2f} MB; slowest load "
+                 f"{max(r[2] for r in rows.values()):.0f} ms")
+    REPORT.write_text("\n".join(lines) + "\n")
+
+
+def page_weight(page) -> tuple[int, int, float]:
+    """Bytes of the document and every resource it loaded, their number, and
+    the time from navigation to the end of the load event (ms). Served
+    uncompressed from disk, so the weight is what a reader downloads from a
+    static host without compression, and the time is mostly parsing and
+    rendering."""
+    return tuple(page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation').at(-1);
+        const res = performance.getEntriesByType('resource');
+        const bytes = nav.decodedBodySize + res.reduce((s, r) => s + r.decodedBodySize, 0);
+        return [bytes, res.length + 1, nav.loadEventEnd - nav.startTime]; }"""))
+
+
 def test_pages_were_found():
     assert "index.html" in PAGES and len(PAGES) >= 5, PAGES
 
 
 @pytest.mark.parametrize("page_path", PAGES)
-def test_page_renders_offline(page_path, server, browser):
+def test_page_renders_offline(page_path, server, browser, weights):
     problems = []
     context = browser.new_context(viewport={"width": 1200, "height": 900})
 
@@ -126,6 +161,11 @@ def test_page_renders_offline(page_path, server, browser):
         .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'))""")
     if broken:
         problems.append(f"images that did not load: {broken}")
+    size, count, load_ms = page_weight(page)
+    weights[page_path] = (size, count, load_ms)
+    if size > MAX_PAGE_BYTES:
+        problems.append(f"page weighs {size / 2**20:.1f} MB with {count} requests "
+                        f"(limit {MAX_PAGE_BYTES / 2**20:.0f} MB)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / (page_path.replace("/", "__") + ".png")), full_page=True)
     context.close()
