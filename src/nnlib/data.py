@@ -39,7 +39,8 @@ def load_digits(images: bool = False):
 
 
 def make_moons(n: int = 200, noise: float = 0.1, seed: int = 0):
-    """Two interleaving half circles (scikit-learn's ``make_moons``), labels 0/1."""
+    """Two interleaving half circles (scikit-learn's ``make_moons``), labels 0/1.
+    Returns ``X: (n, 2)`` float64 and ``y: (n,)`` int64."""
     from sklearn.datasets import make_moons as _moons
 
     X, y = _moons(n_samples=n, noise=noise, random_state=seed)
@@ -47,7 +48,8 @@ def make_moons(n: int = 200, noise: float = 0.1, seed: int = 0):
 
 
 def make_circles(n: int = 200, noise: float = 0.08, factor: float = 0.5, seed: int = 0):
-    """A small circle inside a large one (scikit-learn's ``make_circles``)."""
+    """A small circle inside a large one (scikit-learn's ``make_circles``).
+    Returns ``X: (n, 2)`` float64 and ``y: (n,)`` int64 (1: the inner circle)."""
     from sklearn.datasets import make_circles as _circles
 
     X, y = _circles(n_samples=n, noise=noise, factor=factor, random_state=seed)
@@ -59,6 +61,7 @@ def make_spirals(n: int = 300, classes: int = 3, noise: float = 0.2, seed: int =
 
     Arm k at parameter t in [0, 1]: radius t, angle 4 t + 2 pi k / classes, plus
     Gaussian noise of std ``noise`` on the angle. ``n`` points in all.
+    Returns ``X: (n, 2)`` float64 and ``y: (n,)`` int64 in [0, classes).
     """
     if classes < 2 or n < classes:
         raise ValueError(f"make_spirals: expected classes >= 2 and n >= classes, "
@@ -72,7 +75,8 @@ def make_spirals(n: int = 300, classes: int = 3, noise: float = 0.2, seed: int =
 
 
 def make_xor(n: int = 200, noise: float = 0.15, seed: int = 0):
-    """Four Gaussian blobs at (+-1, +-1); the label is 1 where the signs differ (XOR)."""
+    """Four Gaussian blobs at (+-1, +-1); the label is 1 where the signs differ (XOR).
+    Returns ``X: (n, 2)`` float64 and ``y: (n,)`` int64."""
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(n, 2))
     X = signs + noise * 2 * rng.standard_normal((n, 2))
@@ -85,7 +89,8 @@ TOY_SETS = {"moons": make_moons, "circles": make_circles, "spiral": make_spirals
 
 
 def make_toy(name: str, n: int = 300, seed: int = 0):
-    """One of the toy 2-D sets by name: 'moons', 'circles', 'spiral' or 'xor'."""
+    """One of the toy 2-D sets by name: 'moons', 'circles', 'spiral' or 'xor'.
+    Returns ``X: (n, 2)`` and ``y: (n,)``."""
     if name not in TOY_SETS:
         raise ValueError(f"make_toy: expected one of {sorted(TOY_SETS)}, got {name!r}")
     return TOY_SETS[name](n=n, seed=seed)
@@ -93,6 +98,8 @@ def make_toy(name: str, n: int = 300, seed: int = 0):
 
 @dataclass
 class Split:
+    """What ``train_val_test_split`` returns: ``X_train: (n_train, ...)`` with
+    ``y_train: (n_train,)``, and likewise for the validation and test sets."""
     X_train: np.ndarray
     y_train: np.ndarray
     X_val: np.ndarray
@@ -110,6 +117,8 @@ def train_val_test_split(X, y, val: float = 0.15, test: float = 0.15, seed: int 
 
     Uses scikit-learn's ``train_test_split`` twice (test first, then validation
     out of the rest). ``val`` and ``test`` are fractions of the whole data set.
+    ``X: (N, ...)``, ``y: (N,)``; returns a ``Split`` whose six arrays keep
+    ``X``'s trailing shape (images stay ``(n, C, H, W)``).
     """
     from sklearn.model_selection import train_test_split
 
@@ -165,7 +174,8 @@ class Standardizer:
 
     A thin wrapper around scikit-learn's ``StandardScaler`` that adds the
     book's input checks (2-D, non-empty, finite, right number of features)
-    and exposes ``mean`` and ``std`` as arrays.
+    and exposes ``mean`` and ``std`` as arrays. ``X: (N, D) -> (N, D)``;
+    ``mean``, ``std``: ``(D,)``.
     """
 
     def __init__(self):
@@ -227,7 +237,8 @@ class CharVocab:
     """Characters <-> integer ids, for character-level models.
 
     ``CharVocab(text)`` numbers the distinct characters of ``text`` in sorted
-    order; ``encode("abc")`` gives an int64 array, ``decode(ids)`` a string.
+    order; ``encode(s)`` gives an int64 array of shape ``(len(s),)``,
+    ``decode(ids)`` a string.
     """
 
     def __init__(self, text: str):
@@ -374,7 +385,8 @@ def read_idx(path) -> np.ndarray:
     """One IDX file (MNIST's format; gzip-compressed if the name ends in
     ``.gz``): two zero bytes, a type code, the number of dimensions, each size
     as a big-endian int32, then the data. Returns the array in native byte
-    order; raises naming the file and what is wrong with it."""
+    order, with the shape the header gives (MNIST: images ``(N, 28, 28)``
+    uint8, labels ``(N,)``); raises naming the file and what is wrong with it."""
     import gzip
     from pathlib import Path
 

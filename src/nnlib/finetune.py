@@ -126,6 +126,7 @@ def set_trainable(model: nn.Module, mode: str) -> nn.Module:
 
 
 def count_trainable(model: nn.Module) -> int:
+    """The number of parameters ``model`` would update (``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

@@ -1,7 +1,9 @@
 """Numerical gradient checks by central differences.
 
-``numerical_grad(f, x)`` perturbs **every** entry of ``x`` (not a sample):
+``numerical_grad(f, x)`` perturbs **every** entry of ``x`` (not a sample)::
+
     df/dx_i ~ (f(x + eps e_i) - f(x - eps e_i)) / (2 eps)
+
 whose error is O(eps^2) plus round-off O(machine_eps / eps); in float64 with
 eps = 1e-6 the two balance near 1e-10 relative error for smooth functions.
 """
@@ -23,7 +25,8 @@ def rel_error(a, b) -> float:
     """||a - b|| / (||a|| + ||b||) in the Euclidean norm: 0 when equal, 1 when
     opposite, about 1e-10 for a correct float64 gradient against central
     differences and 1e-2 or more for a wrong one. Scale-free, and unlike an
-    entry-by-entry ratio it is not thrown by entries that are nearly zero."""
+    entry-by-entry ratio it is not thrown by entries that are nearly zero.
+    ``a``, ``b``: arrays of the same shape ``(...)``; returns a float."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"rel_error: expected arrays of the same shape, got {a.shape} "
@@ -37,6 +40,7 @@ def numerical_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
     ``x`` is modified in place during the call and restored afterwards, so ``f``
     may close over it (as when ``x`` is a layer's weight).
+    ``x: (...)`` float64 ``-> (...)``, the same shape; ``f(x)`` is a float.
     """
     x = as_float_array(x, "numerical_grad", "x")
     if x.dtype != np.float64:
@@ -57,13 +61,16 @@ def numerical_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 def numerical_vjp(f, x: np.ndarray, grad_out: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Vector-Jacobian product grad_out^T (df/dx), as the gradient of sum(f(x) * grad_out)."""
+    """Vector-Jacobian product grad_out^T (df/dx), as the gradient of sum(f(x) * grad_out).
+    ``x: (...)``, ``grad_out``: the shape of ``f(x)``; returns ``x``'s shape."""
     return numerical_grad(lambda z: np.sum(f(z) * grad_out), x, eps)
 
 
 @dataclass
 class GradCheckReport:
-    """Relative errors of a module's analytic gradients against numerical ones."""
+    """Relative errors of a module's analytic gradients against numerical ones:
+    one float for the input and one per parameter name (``rel_error`` of
+    arrays of the checked tensor's shape)."""
     errors: dict = field(default_factory=dict)
 
     @property
@@ -79,7 +86,8 @@ def check_module_gradients(module: Module, x: np.ndarray, rng=None,
                            eps: float = 1e-6) -> GradCheckReport:
     """Compare ``module.backward`` with central differences, for the input and
     for every parameter, using a random upstream gradient (not ones, which would
-    hide errors that cancel in a sum)."""
+    hide errors that cancel in a sum). ``x``: any input ``module`` accepts,
+    float64; the upstream gradient has the shape of ``module(x)``."""
     rng = get_rng(rng)
     x = as_float_array(x, "check_module_gradients", "x").astype(np.float64, copy=True)
     y = module.forward(x)

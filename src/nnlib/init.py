@@ -27,10 +27,12 @@ def _shape(shape) -> tuple:
 
 
 def uniform(shape, low: float, high: float, rng=None, dtype=np.float64) -> np.ndarray:
+    """An array of ``shape`` drawn from U(low, high)."""
     return get_rng(rng).uniform(low, high, size=_shape(shape)).astype(dtype)
 
 
 def normal(shape, std: float, rng=None, dtype=np.float64) -> np.ndarray:
+    """An array of ``shape`` drawn from N(0, std^2)."""
     return (std * get_rng(rng).standard_normal(_shape(shape))).astype(dtype)
 
 
@@ -57,14 +59,17 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def xavier_uniform(shape, gain: float = 1.0, rng=None, dtype=np.float64) -> np.ndarray:
-    """Glorot & Bengio (2010): U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))."""
+    """Glorot & Bengio (2010): U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)).
+    Returns an array of ``shape``, e.g. ``(out, in)`` or ``(C_out, C_in, kh, kw)``
+    (fans as in ``fans``)."""
     fan_in, fan_out = fans(shape)
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform(shape, -a, a, rng, dtype)
 
 
 def xavier_normal(shape, gain: float = 1.0, rng=None, dtype=np.float64) -> np.ndarray:
-    """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out)).
+    Returns an array of ``shape``, e.g. ``(out, in)`` or ``(C_out, C_in, kh, kw)``."""
     fan_in, fan_out = fans(shape)
     return normal(shape, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng, dtype)
 
@@ -79,12 +84,14 @@ def _kaiming_std(shape, a, mode, nonlinearity):
 
 def kaiming_uniform(shape, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", rng=None, dtype=np.float64) -> np.ndarray:
-    """He et al. (2015): U(-b, b), b = sqrt(3) * gain / sqrt(fan)."""
+    """He et al. (2015): U(-b, b), b = sqrt(3) * gain / sqrt(fan).
+    Returns an array of ``shape``, e.g. ``(out, in)`` or ``(C_out, C_in, kh, kw)``."""
     bound = math.sqrt(3.0) * _kaiming_std(shape, a, mode, nonlinearity)
     return uniform(shape, -bound, bound, rng, dtype)
 
 
 def kaiming_normal(shape, a: float = 0.0, mode: str = "fan_in",
                    nonlinearity: str = "leaky_relu", rng=None, dtype=np.float64) -> np.ndarray:
-    """He et al. (2015): N(0, std^2), std = gain / sqrt(fan)."""
+    """He et al. (2015): N(0, std^2), std = gain / sqrt(fan).
+    Returns an array of ``shape``, e.g. ``(out, in)`` or ``(C_out, C_in, kh, kw)``."""
     return normal(shape, _kaiming_std(shape, a, mode, nonlinearity), rng, dtype)

@@ -14,12 +14,15 @@ __all__ = ["MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "log_softmax", "s
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    """z - logsumexp(z), with the maximum subtracted first so exp never overflows."""
+    """z - logsumexp(z), with the maximum subtracted first so exp never overflows.
+    ``z: (...) -> (...)``, same shape, normalised along ``axis``."""
     shifted = z - z.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(log_softmax(z)): probabilities that sum to 1 along ``axis``.
+    ``z: (...) -> (...)``, same shape."""
     return np.exp(log_softmax(z, axis))
 
 
@@ -55,6 +58,7 @@ class _Loss:
 
 class MSELoss(_Loss):
     """mean (or sum) over every element of (pred - target)^2.
+    ``pred``, ``target``: the same shape ``(...)``; the loss is a float.
 
     dL/dpred = 2 (pred - target) / n for 'mean' (n = pred.size), 2 (pred - target)
     for 'sum'.
@@ -106,7 +110,7 @@ class BCEWithLogitsLoss(_Loss):
 
     ``pred`` and ``target``: the same shape, any shape. Per element
     L = -[y log sigma(z) + (1 - y) log(1 - sigma(z))], computed as
-    max(z, 0) - y z + log(1 + exp(-|z|)) so that no logit overflows or gives
+    ``max(z, 0) - y z + log(1 + exp(-|z|))`` so that no logit overflows or gives
     log(0); dL/dz = sigma(z) - y (divided by the number of elements for 'mean').
     """
 

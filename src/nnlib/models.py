@@ -19,6 +19,7 @@ def mlp(n_in: int, n_out: int, hidden=(64,), activation: str = "relu",
     width in ``hidden``, then a ``Linear`` output layer producing raw scores.
 
     ``mlp(64, 10, hidden=(128,))`` is 64 -> 128 -> 10 with ReLU.
+    The network maps ``x: (N, n_in) -> (N, n_out)``.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"mlp: expected activation in {sorted(ACTIVATIONS)}, "

@@ -41,6 +41,9 @@ def _check_hyper(where, **values):
 
 
 class Optimizer:
+    """Base of ``SGD`` and ``Adam``: holds the parameters (each with ``.data`` and
+    ``.grad`` of the same shape) and one state dict per parameter."""
+
     def __init__(self, params):
         self.params = _as_params(params, type(self).__name__)
         self.state = [dict() for _ in self.params]

@@ -147,7 +147,8 @@ def value_iteration(env, gamma: float = 0.99, tol: float = 1e-10, max_iter: int 
 
 
 def greedy_policy(Q) -> np.ndarray:
-    """The action of largest Q in each state (ties: the first)."""
+    """The action of largest Q in each state (ties: the first).
+    ``Q: (n_states, n_actions) -> (n_states,)`` int."""
     return np.asarray(Q).argmax(axis=1)
 
 
@@ -213,8 +214,9 @@ def q_learning(env, episodes: int, alpha: float = 0.1, gamma: float = 0.99,
 
 def run_policy(env, policy, episodes: int = 100, seed: int = 10_000):
     """Follow ``policy`` for ``episodes`` episodes (reset seeds ``seed, seed + 1,
-    ...``); return the array of returns. ``policy`` is an array (state ->
-    action) or a function of the state returning an action."""
+    ...); return the returns, ``(episodes,)``. ``policy`` is an array
+    ``(n_states,)`` (state -> action) or a function of the state returning an
+    action."""
     act = policy if callable(policy) else (lambda s, table=np.asarray(policy): table[s])
     returns = []
     for ep in range(episodes):
@@ -231,7 +233,8 @@ def run_policy(env, policy, episodes: int = 100, seed: int = 10_000):
 def policy_values(env, policy, gamma: float = 0.99) -> np.ndarray:
     """Exact values of a fixed policy: solve the linear Bellman equations
     ``V = r_pi + gamma * P_pi V`` (one equation per state) with
-    ``np.linalg.solve``; an independent check on ``value_iteration``."""
+    ``np.linalg.solve``; an independent check on ``value_iteration``.
+    ``policy: (n_states,)`` int ``-> V: (n_states,)``."""
     if not 0.0 <= gamma < 1.0:
         raise ValueError(f"policy_values: expected gamma in [0, 1), got {gamma!r}")
     P = _model_of(env)
@@ -253,7 +256,8 @@ def policy_values(env, policy, gamma: float = 0.99) -> np.ndarray:
 
 def returns_to_go(rewards, gamma: float = 0.99) -> np.ndarray:
     """``G_t = r_t + gamma r_{t+1} + gamma^2 r_{t+2} + ...`` for every step t of
-    one episode: what followed each action, discounted."""
+    one episode: what followed each action, discounted.
+    ``rewards: (T,) -> (T,)``."""
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"returns_to_go: expected gamma in [0, 1], got {gamma!r}")
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -305,14 +309,16 @@ def policy_gradient(logits, actions, weights):
 
 
 def sample_action(policy, state, rng=None) -> int:
-    """Draw an action from ``softmax(policy(state))`` for one state."""
+    """Draw an action from ``softmax(policy(state))`` for one state.
+    ``state: (D,)``; ``policy`` maps ``(1, D)`` to logits ``(1, n_actions)``."""
     probs = softmax(policy(np.asarray(state, dtype=np.float64)[None])[0])
     u = get_rng(rng).random()
     return min(int(np.searchsorted(np.cumsum(probs), u, side="right")), len(probs) - 1)
 
 
 def greedy_action(policy, state) -> int:
-    """The action of largest probability (largest logit) in one state."""
+    """The action of largest probability (largest logit) in one state.
+    ``state: (D,)``; ``policy`` maps ``(1, D)`` to logits ``(1, n_actions)``."""
     return int(policy(np.asarray(state, dtype=np.float64)[None])[0].argmax())
 
 
@@ -330,7 +336,8 @@ class Episode:
 
 
 def play_episode(env, act, seed: int | None = None) -> Episode:
-    """Run one episode, choosing actions with ``act(state)``."""
+    """Run one episode, choosing actions with ``act(state)``; returns an
+    ``Episode`` with ``states: (T, state_dim)``, ``actions`` and ``rewards: (T,)``."""
     s, _ = env.reset(seed=seed)
     states, actions, rewards, done = [], [], [], False
     while not done:

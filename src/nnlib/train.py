@@ -46,7 +46,8 @@ def progress_bar(iterable, desc: str = "", enabled: bool = True, **kwargs):
 
 
 def predict(model: Module, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class predictions (argmax of the scores), in evaluation mode."""
+    """Class predictions (argmax of the scores), in evaluation mode.
+    ``X: (N, ...)`` (what ``model`` takes) ``-> (N,)`` int."""
     was_training = model.training
     model.eval()
     out = np.concatenate([model.forward(X[i:i + batch_size]).argmax(axis=1)
@@ -56,7 +57,8 @@ def predict(model: Module, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
 
 
 def accuracy(model: Module, X: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows whose predicted class equals the label."""
+    """Fraction of rows whose predicted class equals the label.
+    ``X: (N, ...)``, ``y: (N,)`` int; returns a float in [0, 1]."""
     return float(np.mean(predict(model, X) == np.asarray(y)))
 
 

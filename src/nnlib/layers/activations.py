@@ -10,8 +10,10 @@ __all__ = ["ReLU", "Sigmoid", "Tanh", "LeakyReLU", "sigmoid"]
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x) without overflow and with full relative precision in both
-    tails: with e = exp(-|x|) <= 1, it is 1 / (1 + e) for x >= 0 and e / (1 + e)
-    for x < 0. (The shortcut (1 + tanh(x/2)) / 2 rounds sigma(-50) ~ 2e-22 to 0.)"""
+    tails: with ``e = exp(-|x|) <= 1``, it is 1 / (1 + e) for x >= 0 and e / (1 + e)
+    for x < 0. (The shortcut (1 + tanh(x/2)) / 2 rounds sigma(-50) ~ 2e-22 to 0.)
+
+    ``x: (...) -> (...)``, element-wise."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
@@ -32,7 +34,9 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
-    """max(0, x); derivative 1 where x > 0 and 0 elsewhere (0 at x = 0, as PyTorch)."""
+    """max(0, x); derivative 1 where x > 0 and 0 elsewhere (0 at x = 0, as PyTorch).
+
+    ``x: (...) -> (...)``, element-wise, any shape."""
 
     def _f(self, x):
         return np.maximum(x, 0.0)
@@ -42,7 +46,9 @@ class ReLU(_Elementwise):
 
 
 class LeakyReLU(_Elementwise):
-    """x for x > 0, ``negative_slope * x`` otherwise."""
+    """x for x > 0, ``negative_slope * x`` otherwise.
+
+    ``x: (...) -> (...)``, element-wise, any shape."""
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
@@ -59,7 +65,9 @@ class LeakyReLU(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
-    """sigma(x) = 1 / (1 + e^-x); derivative sigma(x) (1 - sigma(x))."""
+    """sigma(x) = 1 / (1 + e^-x); derivative sigma(x) (1 - sigma(x)).
+
+    ``x: (...) -> (...)``, element-wise, any shape."""
 
     def _f(self, x):
         return sigmoid(x)
@@ -69,7 +77,9 @@ class Sigmoid(_Elementwise):
 
 
 class Tanh(_Elementwise):
-    """tanh(x); derivative 1 - tanh(x)^2."""
+    """tanh(x); derivative 1 - tanh(x)^2.
+
+    ``x: (...) -> (...)``, element-wise, any shape."""
 
     def _f(self, x):
         return np.tanh(x)

@@ -34,7 +34,8 @@ def _pair(v, name, where, minimum):
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
                 dilation: int = 1) -> int:
-    """floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1."""
+    """floor((size + 2 padding - dilation (kernel - 1) - 1) / stride) + 1.
+    One spatial size (an int, H or W) in, the output's size out."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -197,7 +198,10 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """Maximum over each window; padding counts as -infinity. Where a window
     holds several equal maxima, the first in row-major order receives the whole
-    gradient, as in PyTorch."""
+    gradient, as in PyTorch.
+
+    ``x: (N, C, H, W) -> (N, C, H_out, W_out)``, sizes by ``output_size``;
+    ``stride`` defaults to ``kernel_size``."""
 
     def forward(self, x):
         x, win = self._prepare(x, -np.inf)
@@ -220,7 +224,10 @@ class MaxPool2d(_Pool2d):
 
 class AvgPool2d(_Pool2d):
     """Mean over each window; padded zeros count in the mean (PyTorch's default
-    ``count_include_pad=True``)."""
+    ``count_include_pad=True``).
+
+    ``x: (N, C, H, W) -> (N, C, H_out, W_out)``, sizes by ``output_size``;
+    ``stride`` defaults to ``kernel_size``."""
 
     def forward(self, x):
         x, win = self._prepare(x, 0.0)

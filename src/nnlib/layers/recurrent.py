@@ -66,7 +66,10 @@ class _Recurrent(Module):
 
 
 class RNN(_Recurrent):
-    """h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), h_0 = 0."""
+    """h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), h_0 = 0.
+
+    ``x: (N, T, D) -> (N, T, H)``, every hidden state (``batch_first``);
+    ``weight_ih_l0: (H, D)``, ``weight_hh_l0: (H, H)``, biases ``(H,)``."""
 
     def forward(self, x):
         x = self._sequence(x)
@@ -97,6 +100,9 @@ class RNN(_Recurrent):
 class LSTM(_Recurrent):
     """Gates (i, f, g, o) = (sigma, sigma, tanh, sigma)(x_t W_ih^T + b_ih +
     h_{t-1} W_hh^T + b_hh); c_t = f c_{t-1} + i g; h_t = o tanh(c_t); h_0 = c_0 = 0.
+
+    ``x: (N, T, D) -> (N, T, H)``, every hidden state (``batch_first``);
+    ``weight_ih_l0: (4H, D)``, ``weight_hh_l0: (4H, H)``, biases ``(4H,)``.
 
     After ``forward``, ``last_cell`` is c_T, ``(N, H)``, and ``trace`` is a dict
     of the activated gates and states at every step, each ``(N, T, H)``:
@@ -155,7 +161,11 @@ class LSTM(_Recurrent):
 
 class GRU(_Recurrent):
     """r, z = sigma(x W_i{r,z}^T + b_i{r,z} + h W_h{r,z}^T + b_h{r,z});
-    n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h_t = (1 - z) n + z h_{t-1}."""
+    n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h_t = (1 - z) n + z h_{t-1}.
+
+    ``x: (N, T, D) -> (N, T, H)``, every hidden state (``batch_first``);
+    ``weight_ih_l0: (3H, D)``, ``weight_hh_l0: (3H, H)``, biases ``(3H,)``,
+    gates in the order r, z, n."""
     GATES = 3
 
     def forward(self, x):
