@@ -23,11 +23,25 @@ def test_notebook_is_committed_without_outputs(nb):
     assert not dirty, f"{nb.name}: cells {dirty} carry outputs; clear them before committing"
 
 
+def _install_cell():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("install_cell", ROOT / "tools" / "install_cell.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
-def test_first_code_cell_imports_nnlib_and_seeds(nb):
+def test_first_code_cells_install_then_import_nnlib_and_seed(nb):
     cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
-    first = "".join(cells[0]["source"])
-    assert "import nnlib" in first and "manual_seed" in first, f"{nb.name}: first code cell"
+    tool = _install_cell()
+    assert cells[0]["source"] == tool.cell()["source"], (
+        f"{nb.name}: the first code cell must be the install cell; "
+        "run `python tools/install_cell.py`")
+    assert cells[0]["metadata"].get("tags") == [tool.TAG]
+    first = "".join(cells[1]["source"])
+    assert "import nnlib" in first and "manual_seed" in first, f"{nb.name}: second code cell"
     for c in cells:
         assert "sys.path" not in "".join(c["source"]), f"{nb.name}: no sys.path hacks"
 
@@ -48,8 +62,14 @@ def test_every_page_is_in_the_toc_and_exists():
 
 
 def test_config_names_no_cdn():
-    text = (ROOT / "_config.yml").read_text()
-    assert not re.search(r"https?://", text), "_config.yml must not load anything from the web"
+    """Web addresses only where a reader clicks them (the repository and the
+    launch buttons); nothing the pages load."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    del config["repository"]["url"]
+    for key in ("binderhub_url", "colab_url", "jupyterhub_url"):
+        config["launch_buttons"].pop(key, None)
+    assert not re.search(r"https?://", yaml.safe_dump(config)), (
+        "_config.yml must not load anything from the web")
 
 
 def test_requirements_are_exact_pins_with_cpu_torch():
@@ -86,3 +106,26 @@ def test_directives_with_code_inside_use_longer_fences():
             elif len(ticks) >= len(open_fence[0]) and open_fence[1].startswith("{"):
                 bad.append(f"{where}: {open_fence[0]}{open_fence[1]} holds {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_install_cell_is_valid_ipython_and_uses_the_published_address():
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    tool = _install_cell()
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    source = tool.cell_source()
+    assert f'REPO = "{url}"' in source
+    python = TransformerManager().transform_cell(source)
+    compile(python, "install-cell", "exec")
+    assert "get_ipython().system(" in python and "run_line_magic('pip'" in python
+
+
+def test_launch_buttons_and_binder_environment():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    launch = config["launch_buttons"]
+    assert launch["binderhub_url"].startswith("https://") and launch["colab_url"].startswith("https://")
+    assert config["repository"]["url"].startswith("https://github.com/")
+    binder = (ROOT / "binder" / "requirements.txt").read_text()
+    assert "-r ../requirements.txt" in binder and "whl/cpu" in binder
+    post = ROOT / "binder" / "postBuild"
+    assert "pip install --no-deps -e ." in post.read_text() and post.stat().st_mode & 0o111
