@@ -129,3 +129,14 @@ def test_launch_buttons_and_binder_environment():
     assert "-r ../requirements.txt" in binder and "whl/cpu" in binder
     post = ROOT / "binder" / "postBuild"
     assert "pip install --no-deps -e ." in post.read_text() and post.stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_lines_fit_the_text_column(nb):
+    """At the book's code font size a line of 76 characters fills the text
+    column at 1200 px; a longer one gets a sideways scroll bar (the browser
+    test measures it too, but only after a build)."""
+    long = [(i, line) for i, c in enumerate(json.loads(nb.read_text())["cells"])
+            if c["cell_type"] == "code"
+            for line in "".join(c["source"]).splitlines() if len(line) > 76]
+    assert not long, f"{nb.name}: lines over 76 characters: {long[:3]}"

@@ -192,3 +192,35 @@ def test_ch03_smallest_network_for_the_spiral():
     text = solution("03", 2)
     assert "width 2 reaches 95% in one run of nine" in text
     assert "(0.947, 0.977, 0.863)" in text
+
+
+def _chapter10_recommender():
+    """The recommender's code cells of chapter 10, run as they stand."""
+    nb = json.loads(next(BOOK.glob("10-*.ipynb")).read_text(encoding="utf-8"))
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    setup = next(c for c in cells if "class MatrixFactorization" in c)
+    namespace = {}
+    exec("import numpy as np\nimport nnlib\nfrom nnlib.train import fit\n"
+         + setup.split("baseline = ")[0], namespace)
+    return namespace
+
+
+def test_ch10_recommender_size_sweep():
+    ns = _chapter10_recommender()
+    measured = {dim: ns["train_mf"](dim) for dim in (2, 3, 4, 6)}
+    test = {d: round(ns["rmse"](m, ns["test_idx"]), 3) for d, m in measured.items()}
+    train = {d: round(ns["rmse"](m, ns["train_idx"]), 3) for d, m in measured.items()}
+    assert min(test, key=test.get) == 3
+    assert list(train.values()) == sorted(train.values(), reverse=True)
+    text = solution("10", 1)
+    assert (f"3 is best (test RMSE {test[3]:.3f}), then 4 ({test[4]:.3f}), "
+            f"2 ({test[2]:.3f}) and 6 ({test[6]:.3f})") in text, (test, text)
+    assert ", ".join(f"{train[d]:.3f}" for d in (2, 3, 4, 6)) in text, train
+
+
+def test_ch10_perturbation_norms():
+    rng = np.random.default_rng(0)
+    for eps, stated in ((0.5, "4.0 for the random step"), (0.1, "0.8 for the gradient step")):
+        step = eps * np.sign(rng.standard_normal(64))
+        assert np.isclose(np.linalg.norm(step), 8 * eps)
+        assert stated in solution("10", 2)

@@ -36,7 +36,7 @@ if importlib.util.find_spec("nnlib") is None:
     !git clone -q --depth 1 {{REPO}} nn-book
     extra = "book" if importlib.util.find_spec("torch") else "book,torch"
     %pip install -q "./nn-book[{{extra}}]"
-    os.chdir("nn-book/book")'''
+    os.chdir("nn-book/book")    # no restart needed: nnlib is new here'''
 
 
 def cell() -> dict:
