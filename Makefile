@@ -3,6 +3,8 @@
 #   make test   unit tests, then every notebook executed by nbval
 # and: make lab (JupyterLab on the book), make browser-test (the built pages in
 # headless chromium), make gpu-check (the CUDA tests, on a machine with a GPU).
+# After setup, the build and the notebooks run with the network closed where the
+# machine allows it (tools/offline.sh: a network namespace with only loopback).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -37,7 +39,7 @@ system-deps:
 
 book: $(READY) assets system-deps
 	rm -rf _build/html
-	$(BATCH) $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	$(BATCH) tools/offline.sh $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	$(BIN)/python tools/check_offline.py _build/html
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
@@ -48,8 +50,8 @@ unit: $(READY)
 
 notebooks: $(READY)
 	rm -rf _build/.printed
-	$(BATCH) $(BIN)/python -m pytest --nbval-lax book/
-	$(BATCH) $(BIN)/python -m pytest -s -m notebooks tests
+	$(BATCH) tools/offline.sh $(BIN)/python -m pytest --nbval-lax book/
+	$(BATCH) tools/offline.sh $(BIN)/python -m pytest -s -m notebooks tests
 
 browser-test: $(READY) system-deps
 	test -f _build/html/index.html || $(MAKE) book
