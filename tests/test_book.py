@@ -140,3 +140,23 @@ def test_code_lines_fit_the_text_column(nb):
             if c["cell_type"] == "code"
             for line in "".join(c["source"]).splitlines() if len(line) > 76]
     assert not long, f"{nb.name}: lines over 76 characters: {long[:3]}"
+
+
+LIVE_PANELS = ("playground(", "kernel_explorer(", "lstm_stepper(", "latent_explorer(",
+               "gridworld_explorer(")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_live_widget_has_a_static_twin(nb):
+    """A live panel teaches nothing on a static page: its cell's output is
+    removed (the page would show a dead control), and a glued figure or
+    animation next to it (within three cells) shows what the controls do."""
+    cells = json.loads(nb.read_text())["cells"]
+    for i, c in enumerate(cells):
+        src = "".join(c["source"])
+        if c["cell_type"] != "code" or not any(f"widgets.{p}" in src for p in LIVE_PANELS):
+            continue
+        assert "remove-output" in c["metadata"].get("tags", []), f"{nb.name}: cell {i}"
+        near = cells[max(0, i - 3): i + 4]
+        assert any(n["cell_type"] == "markdown" and "{glue:figure}" in "".join(n["source"])
+                   for n in near), f"{nb.name}: live widget in cell {i} has no static twin"

@@ -3,7 +3,8 @@
 Fails on console errors, page errors, failed requests, any request that leaves
 the machine, maths that MathJax did not typeset, mermaid diagrams left as text,
 code blocks or formulas wider than the text column (a sideways scroll bar hides
-their end), images that did not load, and pages heavier than 5 MB. Measures each
+their end), images that did not load, chapters without Binder and Colab
+launch buttons to their notebook, and pages heavier than 5 MB. Measures each
 page's weight (the HTML and everything it loads) and load time, writes them to
 _build/page-weights.txt (`make browser-test` prints the table), and saves a
 full-page screenshot of each page in _build/screenshots/ for a person to look at.
@@ -161,6 +162,13 @@ def test_page_renders_offline(page_path, server, browser, weights):
         .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'))""")
     if broken:
         problems.append(f"images that did not load: {broken}")
+    notebook = ROOT / page_path.replace(".html", ".ipynb")
+    if notebook.exists():               # a chapter: its launch buttons open it
+        hrefs = page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)")
+        stem = f"book/{notebook.name}"
+        for service in ("mybinder.org/v2/gh/", "colab.research.google.com/github/"):
+            if not any(service in h and h.endswith(stem) for h in hrefs):
+                problems.append(f"no launch button to {service} for {stem}")
     size, count, load_ms = page_weight(page)
     weights[page_path] = (size, count, load_ms)
     if size > MAX_PAGE_BYTES:
