@@ -56,3 +56,29 @@ def test_array_docstrings_state_shapes(modname):
     missing = [name for name, obj in public_objects(modname)
                if name not in NO_ARRAYS and not SHAPE.search(inspect.getdoc(obj) or "")]
     assert not missing, f"docstrings without a shape: {missing}"
+
+
+def literal_blocks(doc):
+    """The lines of each ``::`` literal block of an RST docstring."""
+    lines, out, inside = doc.splitlines(), [], False
+    for line in lines:
+        if inside and line.strip() and not line.startswith(" "):
+            inside = False
+        if inside:
+            out.append(line)
+        if line.rstrip().endswith("::"):
+            inside = True
+    return out
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_literal_blocks_fit_the_api_page(modname):
+    """Code in docstrings keeps its line breaks on the API page; past 76
+    characters (at 4 spaces of indentation) it overflows the text column."""
+    if modname in ("nnlib.vgg", "nnlib.finetune"):
+        pytest.importorskip("torch")
+    mod = importlib.import_module(modname)
+    docs = [inspect.getdoc(mod) or ""] + [inspect.getdoc(o) or "" for _, o in
+                                          public_objects(modname)]
+    long = [line for doc in docs for line in literal_blocks(doc) if len(line) > 80]
+    assert not long, f"{modname}: literal lines over 76 characters: {long}"

@@ -7,7 +7,9 @@ clear stop when the loss diverges.
     for epoch in range(epochs):
         for xb, yb in batches(X, y, batch_size, rng=rng):
             loss = loss_fn(model.forward(xb), yb)
-            model.zero_grad(); model.backward(loss_fn.backward()); optimizer.step()
+            model.zero_grad()
+            model.backward(loss_fn.backward())
+            optimizer.step()
 """
 from __future__ import annotations
 
