@@ -160,3 +160,16 @@ def test_every_live_widget_has_a_static_twin(nb):
         near = cells[max(0, i - 3): i + 4]
         assert any(n["cell_type"] == "markdown" and "{glue:figure}" in "".join(n["source"])
                    for n in near), f"{nb.name}: live widget in cell {i} has no static twin"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_glued_figures_are_shown_once(nb):
+    """A cell that makes a figure and glues it with display=False must close
+    it too: otherwise the inline backend shows it under the cell as well, and
+    the page has the figure twice (unless the cell's output is removed)."""
+    for i, c in enumerate(json.loads(nb.read_text())["cells"]):
+        src = "".join(c["source"])
+        makes = re.search(r"plt\.(subplots|figure)\(", src)
+        if (c["cell_type"] == "code" and makes and "display=False" in src
+                and "remove-output" not in c["metadata"].get("tags", [])):
+            assert "plt.close(" in src, f"{nb.name}: cell {i} glues a figure it does not close"
