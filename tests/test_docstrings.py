@@ -30,6 +30,11 @@ NO_ARRAYS = {"nnlib.train.DivergenceError", "nnlib.train.progress_bar", "nnlib.t
 SHAPE = re.compile(r"\((?:N|T|B|n|\.\.\.|rows|\w+, )[\w ,+*.]*\)|shape")
 
 
+def needs_torch(modname):
+    if modname in ("nnlib.vgg", "nnlib.finetune"):
+        pytest.importorskip("torch")
+
+
 def public_objects(modname):
     mod = importlib.import_module(modname)
     for name, obj in vars(mod).items():
@@ -45,8 +50,7 @@ def test_modules_found():
 
 @pytest.mark.parametrize("modname", MODULES)
 def test_every_public_object_has_a_docstring(modname):
-    if modname in ("nnlib.vgg", "nnlib.finetune"):
-        pytest.importorskip("torch")
+    needs_torch(modname)
     missing = [name for name, obj in public_objects(modname) if not inspect.getdoc(obj)]
     assert not missing, f"no docstring: {missing}"
 
@@ -75,8 +79,7 @@ def literal_blocks(doc):
 def test_literal_blocks_fit_the_api_page(modname):
     """Code in docstrings keeps its line breaks on the API page; past 76
     characters (at 4 spaces of indentation) it overflows the text column."""
-    if modname in ("nnlib.vgg", "nnlib.finetune"):
-        pytest.importorskip("torch")
+    needs_torch(modname)
     mod = importlib.import_module(modname)
     docs = [inspect.getdoc(mod) or ""] + [inspect.getdoc(o) or "" for _, o in
                                           public_objects(modname)]
