@@ -6,7 +6,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import nnlib
-from nnlib.gradcheck import check_module_gradients
+from nnlib.testing import check_module_gradients
 from nnlib.layers.conv import output_size
 
 from conftest import assert_matches_torch

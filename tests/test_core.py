@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import nnlib
-from nnlib.twins import torch_twin
+from nnlib.testing import torch_twin
 
 pytestmark = pytest.mark.core
 

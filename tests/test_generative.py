@@ -5,7 +5,7 @@ import torch
 
 import nnlib
 from nnlib import data, gan, models
-from nnlib.twins import compare_with_torch, torch_twin
+from nnlib.testing import compare_with_torch, torch_twin
 
 pytestmark = pytest.mark.generative
 

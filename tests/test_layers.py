@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nnlib
-from nnlib.gradcheck import check_module_gradients
+from nnlib.testing import check_module_gradients
 
 from conftest import assert_matches_torch, away_from_zero
 
@@ -86,8 +86,11 @@ def test_backward_accumulates_gradients(rng):
     layer.forward(x)
     layer.backward(g)
     once = layer.weight.grad.copy()
+    layer.forward(x)                   # each backward uses up the cache of one forward
     layer.backward(g)
     np.testing.assert_allclose(layer.weight.grad, 2 * once, rtol=1e-12)
+    with pytest.raises(RuntimeError, match="once more than forward"):
+        layer.backward(g)
     layer.zero_grad()
     assert not layer.weight.grad.any()
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nnlib
-from nnlib.twins import torch_loss_twin
+from nnlib.testing import torch_loss_twin
 
 pytestmark = pytest.mark.losses
 

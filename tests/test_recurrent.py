@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nnlib
-from nnlib.gradcheck import check_module_gradients
-from nnlib.twins import torch_twin
+from nnlib.testing import check_module_gradients
+from nnlib.testing import torch_twin
 
 from conftest import assert_matches_torch
 

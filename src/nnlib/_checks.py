@@ -10,8 +10,7 @@ import numpy as np
 __all__ = ["as_float_array", "check_shape", "check_finite", "check_labels", "NonFiniteError"]
 
 
-class NonFiniteError(ValueError):
-    """An array that should be finite holds NaN or infinity."""
+from .errors import NonFiniteError  # noqa: E402  (re-exported: one family, in errors.py)
 
 
 def as_float_array(x, where: str, name: str = "x", ndim: int | None = None,

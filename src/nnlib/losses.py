@@ -8,22 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_float_array, check_labels
-from .layers.activations import sigmoid
+from .functional import log_softmax, sigmoid, softmax
 
 __all__ = ["MSELoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "log_softmax", "softmax"]
-
-
-def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    """z - logsumexp(z), with the maximum subtracted first so exp never overflows.
-    ``z: (...) -> (...)``, same shape, normalised along ``axis``."""
-    shifted = z - z.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    """exp(log_softmax(z)): probabilities that sum to 1 along ``axis``.
-    ``z: (...) -> (...)``, same shape."""
-    return np.exp(log_softmax(z, axis))
 
 
 class _Loss:

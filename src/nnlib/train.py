@@ -19,17 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import NonFiniteError, check_finite
+from ._checks import check_finite
+from .errors import DivergenceError, NonFiniteError
 from .data import batches
-from .module import Module
+from .module import Module, no_grad
 from .random import get_rng
 
 __all__ = ["fit", "History", "accuracy", "predict", "evaluate_loss", "progress_bar",
            "DivergenceError"]
-
-
-class DivergenceError(FloatingPointError):
-    """The training loss became NaN or infinite; the message says where."""
 
 
 def progress_bar(iterable, desc: str = "", enabled: bool = True, **kwargs):
@@ -48,12 +45,14 @@ def progress_bar(iterable, desc: str = "", enabled: bool = True, **kwargs):
 
 
 def predict(model: Module, X: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class predictions (argmax of the scores), in evaluation mode.
+    """Class predictions (argmax of the scores), in evaluation mode, under
+    ``no_grad`` (no cache is kept).
     ``X: (N, ...)`` (what ``model`` takes) ``-> (N,)`` int."""
     was_training = model.training
     model.eval()
-    out = np.concatenate([model.forward(X[i:i + batch_size]).argmax(axis=1)
-                          for i in range(0, len(X), batch_size)])
+    with no_grad():
+        out = np.concatenate([model.forward(X[i:i + batch_size]).argmax(axis=1)
+                              for i in range(0, len(X), batch_size)])
     model.train(was_training)
     return out
 
@@ -68,7 +67,8 @@ def evaluate_loss(model: Module, loss_fn, X, y) -> float:
     """The loss on ``(X, y)`` in evaluation mode (no dropout), without gradients."""
     was_training = model.training
     model.eval()
-    value = loss_fn(model.forward(X), y)
+    with no_grad():
+        value = loss_fn(model.forward(X), y)
     model.train(was_training)
     return float(value)
 

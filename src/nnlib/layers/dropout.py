@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import dropout_backward, dropout_forward
 from ..module import Module
 from ..random import get_rng
+from ._twins import register_twin
 
 __all__ = ["Dropout"]
 
@@ -27,18 +29,18 @@ class Dropout(Module):
 
     def forward(self, x):
         x = self._input(x)
-        if not self.training or self.p == 0:
-            self.cache = np.ones((), dtype=x.dtype), x.shape
-            return x
-        keep = get_rng(self.rng).random(x.shape) >= self.p
-        scale = (keep / (1.0 - self.p)).astype(x.dtype)
+        active = self.training and self.p != 0
+        y, scale = dropout_forward(x, self.p, get_rng(self.rng) if active else None,
+                                   training=active)
         self.cache = scale, x.shape
-        return x * scale
+        return y
 
     def backward(self, grad_out):
         scale, shape = self._cached()
-        g = self._grad_out(grad_out, shape)
-        return g * scale
+        return dropout_backward(self._grad_out(grad_out, shape), scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+register_twin(Dropout, lambda m, nn: nn.Dropout(m.p))

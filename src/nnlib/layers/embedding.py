@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
+from ..functional import embedding_backward, embedding_forward
 from ..module import Module, Parameter
+from ._twins import register_twin
 
 __all__ = ["Embedding"]
 
@@ -29,8 +31,15 @@ class Embedding(Module):
                 raise ValueError(f"Embedding: expected {name} to be a positive integer, "
                                  f"got {v!r}")
         self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
-        self.weight = Parameter(init.normal((self.num_embeddings, self.embedding_dim),
-                                            std=1.0, rng=rng, dtype=dtype))
+        self.weight = Parameter(np.empty((self.num_embeddings, self.embedding_dim),
+                                         dtype=dtype))
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng=None) -> "Embedding":
+        """N(0, 1) for every entry, as PyTorch."""
+        self.weight.data[...] = init.normal(self.weight.shape, std=1.0, rng=rng,
+                                            dtype=self.weight.data.dtype)
+        return self
 
     def forward(self, idx):
         where = "Embedding.forward"
@@ -45,14 +54,18 @@ class Embedding(Module):
             bad = idx[(idx < 0) | (idx >= self.num_embeddings)].flat[0]
             raise IndexError(f"{where}: expected ids in [0, {self.num_embeddings}), "
                              f"got {int(bad)}")
-        self.cache = idx
-        return self.weight.data[idx]
+        y, cache = embedding_forward(idx, self.weight.data)
+        self.cache = cache
+        return y
 
     def backward(self, grad_out):
-        idx = self._cached()
-        g = self._grad_out(grad_out, idx.shape + (self.embedding_dim,))
-        np.add.at(self.weight.grad, idx.reshape(-1), g.reshape(-1, self.embedding_dim))
+        cache = self._cached()
+        g = self._grad_out(grad_out, cache[0].shape + (self.embedding_dim,))
+        self.weight.accumulate(embedding_backward(g, cache))
         return None
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
+register_twin(Embedding, lambda m, nn: nn.Embedding(m.num_embeddings, m.embedding_dim))

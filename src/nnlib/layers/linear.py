@@ -6,9 +6,17 @@ import math
 import numpy as np
 
 from .. import init
+from ..functional import linear_backward, linear_forward
 from ..module import Module, Parameter
+from ._twins import register_twin
 
 __all__ = ["Linear"]
+
+
+def _positive_int(where, name, v):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{where}: expected {name} to be a positive integer, got {v!r}")
+    return int(v)
 
 
 class Linear(Module):
@@ -18,22 +26,30 @@ class Linear(Module):
     ``(out_features,)``, as ``torch.nn.Linear``. The default initialisation is
     PyTorch's too: both drawn from U(-1/sqrt(in_features), 1/sqrt(in_features)).
 
-    Backward, with ``g = dL/dy`` and the leading dimensions flattened into rows:
+    Backward (``nnlib.functional.linear_backward``), with ``g = dL/dy`` and the
+    leading dimensions flattened into rows:
     ``dL/dW = g^T x``, ``dL/db = sum_rows g``, ``dL/dx = g W``.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  rng: np.random.Generator | None = None, dtype=np.float64):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Linear: expected {name} to be a positive integer, got {v!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        bound = 1.0 / math.sqrt(in_features)
-        self.weight = Parameter(init.uniform((out_features, in_features), -bound, bound,
-                                             rng=rng, dtype=dtype))
-        self.bias = Parameter(init.uniform((out_features,), -bound, bound, rng=rng,
-                                           dtype=dtype)) if bias else None
+        self.in_features = _positive_int("Linear", "in_features", in_features)
+        self.out_features = _positive_int("Linear", "out_features", out_features)
+        self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=dtype))
+        self.bias = Parameter(np.empty(self.out_features, dtype=dtype)) if bias else None
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng=None) -> "Linear":
+        """U(-1/sqrt(in_features), 1/sqrt(in_features)) for weight and bias."""
+        bound = 1.0 / math.sqrt(self.in_features)
+        dtype = self.weight.data.dtype
+        self.weight.data[...] = init.uniform(self.weight.shape, -bound, bound, rng=rng,
+                                             dtype=dtype)
+        if self.bias is not None:
+            self.bias.data[...] = init.uniform(self.bias.shape, -bound, bound, rng=rng,
+                                               dtype=dtype)
+        return self
 
     def forward(self, x):
         x = self._input(x, min_ndim=2)
@@ -41,22 +57,25 @@ class Linear(Module):
             raise ValueError(f"Linear.forward: expected x of shape (..., "
                              f"{self.in_features}) for in_features={self.in_features}, "
                              f"got {x.shape}")
-        self.cache = x
-        y = x @ self.weight.data.T
-        if self.bias is not None:
-            y = y + self.bias.data
+        y, cache = linear_forward(x, self.weight.data,
+                                  None if self.bias is None else self.bias.data)
+        self.cache = cache
         return y
 
     def backward(self, grad_out):
-        x = self._cached()
+        cache = self._cached()
+        x = cache[0]
         g = self._grad_out(grad_out, x.shape[:-1] + (self.out_features,))
-        g2 = g.reshape(-1, self.out_features)
-        x2 = x.reshape(-1, self.in_features)
-        self.weight.grad += g2.T @ x2
+        dx, dw, db = linear_backward(g, cache)
+        self.weight.accumulate(dw)
         if self.bias is not None:
-            self.bias.grad += g2.sum(axis=0)
-        return g @ self.weight.data
+            self.bias.accumulate(db)
+        return dx
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+
+register_twin(Linear, lambda m, nn: nn.Linear(m.in_features, m.out_features,
+                                              bias=m.bias is not None))

@@ -4,7 +4,7 @@ Layouts and names are PyTorch's (single layer, ``batch_first=True``):
 ``weight_ih_l0: (G H, D)``, ``weight_hh_l0: (G H, H)``, ``bias_ih_l0``,
 ``bias_hh_l0: (G H,)`` with G = 1 (RNN), 4 (LSTM: gates i, f, g, o) or
 3 (GRU: gates r, z, n), so weights copy straight into ``torch.nn.RNN``,
-``LSTM`` and ``GRU``.
+``LSTM`` and ``GRU``. The maths is in ``nnlib.functional.recurrent``.
 
 ``forward(x)`` takes ``x: (N, T, D)`` and returns every hidden state,
 ``(N, T, H)``; the final state is ``output[:, -1]`` (and ``self.last_cell`` for
@@ -21,14 +21,16 @@ import math
 import numpy as np
 
 from .. import init
+from ..functional import recurrent as Fr
 from ..module import Module, Parameter
-from .activations import sigmoid
+from ._twins import register_twin
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
 
 class _Recurrent(Module):
     GATES = 1
+    _fn = _dfn = None
 
     def __init__(self, input_size: int, hidden_size: int, rng=None, dtype=np.float64):
         super().__init__()
@@ -38,28 +40,45 @@ class _Recurrent(Module):
                 raise ValueError(f"{name}: expected {what} to be a positive integer, got {v!r}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         g, h = self.GATES * hidden_size, hidden_size
-        bound = 1.0 / math.sqrt(hidden_size)
-        u = lambda shape: init.uniform(shape, -bound, bound, rng=rng, dtype=dtype)  # noqa: E731
-        self.weight_ih_l0 = Parameter(u((g, input_size)))
-        self.weight_hh_l0 = Parameter(u((g, h)))
-        self.bias_ih_l0 = Parameter(u((g,)))
-        self.bias_hh_l0 = Parameter(u((g,)))
+        self.weight_ih_l0 = Parameter(np.empty((g, input_size), dtype=dtype))
+        self.weight_hh_l0 = Parameter(np.empty((g, h), dtype=dtype))
+        self.bias_ih_l0 = Parameter(np.empty(g, dtype=dtype))
+        self.bias_hh_l0 = Parameter(np.empty(g, dtype=dtype))
+        self.reset_parameters(rng)
 
-    def _sequence(self, x):
+    def reset_parameters(self, rng=None):
+        """U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) for every weight and
+        bias, as PyTorch, drawn in the order weight_ih, weight_hh, bias_ih, bias_hh."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            p.data[...] = init.uniform(p.shape, -bound, bound, rng=rng, dtype=p.data.dtype)
+        return self
+
+    def _weights(self):
+        return (self.weight_ih_l0.data, self.weight_hh_l0.data, self.bias_ih_l0.data,
+                self.bias_hh_l0.data)
+
+    def forward(self, x):
         x = self._input(x, ndim=3)
         if x.shape[2] != self.input_size:
             raise ValueError(f"{type(self).__name__}.forward: expected x of shape (N, T, "
                              f"{self.input_size}), got {x.shape}")
-        return x
+        hs, cache = type(self)._fn(x, *self._weights())
+        self.cache = cache
+        self._after_forward(cache)
+        return hs
 
-    def _accumulate(self, x, h_prev, d_in, d_hid):
-        """Weight gradients from all steps at once: d_in, d_hid are (N, T, G H)."""
-        g = d_in.shape[2]                  # (N T, G H)^T @ (N T, D): one GEMM, not einsum
-        self.weight_ih_l0.grad += d_in.reshape(-1, g).T @ x.reshape(-1, x.shape[2])
-        self.weight_hh_l0.grad += d_hid.reshape(-1, g).T @ h_prev.reshape(-1, h_prev.shape[2])
-        self.bias_ih_l0.grad += d_in.sum(axis=(0, 1))
-        self.bias_hh_l0.grad += d_hid.sum(axis=(0, 1))
-        return d_in @ self.weight_ih_l0.data                     # dL/dx, (N, T, D)
+    def _after_forward(self, cache):
+        pass
+
+    def backward(self, grad_out):
+        cache = self._cached()
+        x = cache[0]
+        g = self._grad_out(grad_out, x.shape[:2] + (self.hidden_size,))
+        dx, dw_ih, dw_hh, db_ih, db_hh, self.grad_hidden = type(self)._dfn(g, cache)
+        for p, d in zip(self.parameters(), (dw_ih, dw_hh, db_ih, db_hh)):
+            p.accumulate(d)
+        return dx
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
@@ -70,31 +89,7 @@ class RNN(_Recurrent):
 
     ``x: (N, T, D) -> (N, T, H)``, every hidden state (``batch_first``);
     ``weight_ih_l0: (H, D)``, ``weight_hh_l0: (H, H)``, biases ``(H,)``."""
-
-    def forward(self, x):
-        x = self._sequence(x)
-        n, t_len, _ = x.shape
-        w_hh, b = self.weight_hh_l0.data, self.bias_ih_l0.data + self.bias_hh_l0.data
-        pre_x = x @ self.weight_ih_l0.data.T + b                 # all steps at once
-        hs = np.zeros((n, t_len + 1, self.hidden_size), dtype=pre_x.dtype)
-        for t in range(t_len):
-            hs[:, t + 1] = np.tanh(pre_x[:, t] + hs[:, t] @ w_hh.T)
-        self.cache = (x, hs)
-        return hs[:, 1:].copy()
-
-    def backward(self, grad_out):
-        x, hs = self._cached()
-        g = self._grad_out(grad_out, hs[:, 1:].shape)
-        w_hh = self.weight_hh_l0.data
-        d_pre = np.zeros_like(g)
-        dh_next = np.zeros_like(g[:, 0])
-        self.grad_hidden = np.zeros_like(g)
-        for t in reversed(range(x.shape[1])):
-            dh = g[:, t] + dh_next                               # from the output and from t + 1
-            self.grad_hidden[:, t] = dh
-            d_pre[:, t] = dh * (1.0 - hs[:, t + 1] ** 2)         # through tanh
-            dh_next = d_pre[:, t] @ w_hh                         # to h_{t-1}
-        return self._accumulate(x, hs[:, :-1], d_pre, d_pre)
+    _fn, _dfn = Fr.rnn_forward, Fr.rnn_backward
 
 
 class LSTM(_Recurrent):
@@ -109,54 +104,11 @@ class LSTM(_Recurrent):
     ``"i"``, ``"f"``, ``"g"``, ``"o"``, ``"c"``, ``"h"`` (to look inside).
     """
     GATES = 4
+    _fn, _dfn = Fr.lstm_forward, Fr.lstm_backward
 
-    def forward(self, x):
-        x = self._sequence(x)
-        n, t_len, _ = x.shape
-        hsz = self.hidden_size
-        w_hh, b = self.weight_hh_l0.data, self.bias_ih_l0.data + self.bias_hh_l0.data
-        pre_x = x @ self.weight_ih_l0.data.T + b
-        hs = np.zeros((n, t_len + 1, hsz), dtype=pre_x.dtype)
-        cs = np.zeros_like(hs)
-        gates = np.zeros((n, t_len, 4 * hsz), dtype=pre_x.dtype)  # activated i, f, g, o
-        w_hh_t = np.ascontiguousarray(w_hh.T)
-        for t in range(t_len):
-            a = pre_x[:, t] + hs[:, t] @ w_hh_t
-            act = sigmoid(a)                                     # i, f, o (g replaced below)
-            act[:, 2 * hsz:3 * hsz] = np.tanh(a[:, 2 * hsz:3 * hsz])
-            i, f, gg, o = np.split(act, 4, axis=1)
-            cs[:, t + 1] = f * cs[:, t] + i * gg
-            hs[:, t + 1] = o * np.tanh(cs[:, t + 1])
-            gates[:, t] = act
-        self.cache = (x, hs, cs, gates)
-        self.last_cell = cs[:, -1].copy()
-        self.trace = {k: gates[:, :, j * hsz:(j + 1) * hsz] for j, k in enumerate("ifgo")}
-        self.trace.update(c=cs[:, 1:], h=hs[:, 1:])
-        return hs[:, 1:].copy()
-
-    def backward(self, grad_out):
-        x, hs, cs, gates = self._cached()
-        g = self._grad_out(grad_out, hs[:, 1:].shape)
-        hsz, w_hh = self.hidden_size, self.weight_hh_l0.data
-        d_pre = np.zeros_like(gates)
-        dh_next = np.zeros_like(g[:, 0])
-        dc_next = np.zeros_like(g[:, 0])
-        self.grad_hidden = np.zeros_like(g)
-        for t in reversed(range(x.shape[1])):
-            i, f = gates[:, t, :hsz], gates[:, t, hsz:2 * hsz]
-            gg, o = gates[:, t, 2 * hsz:3 * hsz], gates[:, t, 3 * hsz:]
-            tanh_c = np.tanh(cs[:, t + 1])
-            dh = g[:, t] + dh_next
-            self.grad_hidden[:, t] = dh
-            dc = dc_next + dh * o * (1.0 - tanh_c ** 2)
-            d_pre[:, t] = np.concatenate([dc * gg * i * (1 - i),            # i
-                                          dc * cs[:, t] * f * (1 - f),      # f
-                                          dc * i * (1 - gg ** 2),           # g
-                                          dh * tanh_c * o * (1 - o)],       # o
-                                         axis=1)
-            dc_next = dc * f
-            dh_next = d_pre[:, t] @ w_hh
-        return self._accumulate(x, hs[:, :-1], d_pre, d_pre)
+    def _after_forward(self, cache):
+        self.trace = Fr.lstm_trace(cache)
+        self.last_cell = self.trace["c"][:, -1].copy()
 
 
 class GRU(_Recurrent):
@@ -167,44 +119,21 @@ class GRU(_Recurrent):
     ``weight_ih_l0: (3H, D)``, ``weight_hh_l0: (3H, H)``, biases ``(3H,)``,
     gates in the order r, z, n."""
     GATES = 3
+    _fn, _dfn = Fr.gru_forward, Fr.gru_backward
 
-    def forward(self, x):
-        x = self._sequence(x)
-        n, t_len, _ = x.shape
-        hsz = self.hidden_size
-        gi_all = x @ self.weight_ih_l0.data.T + self.bias_ih_l0.data
-        w_hh, b_hh = self.weight_hh_l0.data, self.bias_hh_l0.data
-        hs = np.zeros((n, t_len + 1, hsz), dtype=gi_all.dtype)
-        keep = np.zeros((n, t_len, 4 * hsz), dtype=gi_all.dtype)    # r, z, n, h W_hn + b_hn
-        for t in range(t_len):
-            gi, gh = gi_all[:, t], hs[:, t] @ w_hh.T + b_hh
-            r = sigmoid(gi[:, :hsz] + gh[:, :hsz])
-            z = sigmoid(gi[:, hsz:2 * hsz] + gh[:, hsz:2 * hsz])
-            nn_ = np.tanh(gi[:, 2 * hsz:] + r * gh[:, 2 * hsz:])
-            hs[:, t + 1] = (1 - z) * nn_ + z * hs[:, t]
-            keep[:, t] = np.concatenate([r, z, nn_, gh[:, 2 * hsz:]], axis=1)
-        self.cache = (x, hs, keep)
-        return hs[:, 1:].copy()
 
-    def backward(self, grad_out):
-        x, hs, keep = self._cached()
-        g = self._grad_out(grad_out, hs[:, 1:].shape)
-        hsz, w_hh = self.hidden_size, self.weight_hh_l0.data
-        n, t_len = x.shape[:2]
-        d_in = np.zeros((n, t_len, 3 * hsz), dtype=g.dtype)
-        d_hid = np.zeros_like(d_in)
-        dh_next = np.zeros_like(g[:, 0])
-        self.grad_hidden = np.zeros_like(g)
-        for t in reversed(range(t_len)):
-            r, z = keep[:, t, :hsz], keep[:, t, hsz:2 * hsz]
-            nn_, hn = keep[:, t, 2 * hsz:3 * hsz], keep[:, t, 3 * hsz:]
-            h_prev = hs[:, t]
-            dh = g[:, t] + dh_next
-            self.grad_hidden[:, t] = dh
-            dn_pre = dh * (1 - z) * (1 - nn_ ** 2)
-            dz_pre = dh * (h_prev - nn_) * z * (1 - z)
-            dr_pre = dn_pre * hn * r * (1 - r)
-            d_in[:, t] = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
-            d_hid[:, t] = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)
-            dh_next = dh * z + d_hid[:, t] @ w_hh
-        return self._accumulate(x, hs[:, :-1], d_in, d_hid)
+def _sequence_output(base_name):
+    """torch's recurrent layers return (output, state); the twin returns output."""
+    def build(m, nn):
+        base = getattr(nn, base_name)
+
+        class Twin(base):
+            def forward(self, x):
+                return super().forward(x)[0]
+        Twin.__name__ = base_name
+        return Twin(m.input_size, m.hidden_size, batch_first=True)
+    return build
+
+
+for _cls in (RNN, LSTM, GRU):
+    register_twin(_cls, _sequence_output(_cls.__name__))

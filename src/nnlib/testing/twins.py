@@ -6,91 +6,55 @@ copying code is needed). ``compare_with_torch`` then runs both on the same input
 and the same random upstream gradient and reports the worst error of the output,
 the input gradient and every parameter gradient.
 
-Register a new layer once with ``register_twin(MyLayer, lambda m: torch_module)``.
+A layer registers its twin beside its own definition with
+``register_twin(MyLayer, lambda m, nn: torch_module)`` (``nn`` is ``torch.nn``);
+the registry lives in ``nnlib.layers._twins`` so that no layer imports PyTorch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from . import layers, losses
-from .module import Module, Sequential
-from .random import get_rng
+from .. import losses
+from ..errors import weights_mismatch
+from ..layers._twins import build_twin, register_twin
+from ..module import Module
+from ..random import get_rng
 
 __all__ = ["register_twin", "torch_twin", "torch_loss_twin", "compare_with_torch",
            "TwinReport"]
-
-_BUILDERS: dict[type, Callable] = {}
-
-
-def register_twin(cls: type, builder: Callable) -> None:
-    """Teach ``torch_twin`` how to build the torch counterpart of ``cls``."""
-    _BUILDERS[cls] = builder
 
 
 def _torch():
     try:
         import torch
     except ImportError as e:  # pragma: no cover - torch is in requirements.txt
-        raise ImportError("nnlib.twins needs PyTorch: pip install torch==2.13.0") from e
+        raise ImportError("nnlib.testing needs PyTorch: pip install torch==2.13.0") from e
     return torch
 
 
-def _register_defaults():
-    torch = _torch()
-    nn = torch.nn
-    register_twin(layers.Linear, lambda m: nn.Linear(m.in_features, m.out_features,
-                                                     bias=m.bias is not None))
-    register_twin(layers.ReLU, lambda m: nn.ReLU())
-    register_twin(layers.Sigmoid, lambda m: nn.Sigmoid())
-    register_twin(layers.Tanh, lambda m: nn.Tanh())
-    register_twin(layers.LeakyReLU, lambda m: nn.LeakyReLU(m.negative_slope))
-    register_twin(layers.Dropout, lambda m: nn.Dropout(m.p))
-    register_twin(layers.Conv2d, lambda m: nn.Conv2d(
-        m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
-        dilation=m.dilation, bias=m.bias is not None))
-    register_twin(layers.MaxPool2d, lambda m: nn.MaxPool2d(m.kernel_size, m.stride, m.padding))
-    register_twin(layers.AvgPool2d, lambda m: nn.AvgPool2d(m.kernel_size, m.stride, m.padding))
-    register_twin(layers.Flatten, lambda m: nn.Flatten())
-    register_twin(layers.Embedding, lambda m: nn.Embedding(m.num_embeddings, m.embedding_dim))
-
-    def sequence_output(base):
-        """torch's recurrent layers return (output, state); the twin returns output."""
-        class Twin(base):
-            def forward(self, x):
-                return super().forward(x)[0]
-        Twin.__name__ = base.__name__
-        return lambda m: Twin(m.input_size, m.hidden_size, batch_first=True)
-
-    register_twin(layers.RNN, sequence_output(nn.RNN))
-    register_twin(layers.LSTM, sequence_output(nn.LSTM))
-    register_twin(layers.GRU, sequence_output(nn.GRU))
-    register_twin(Sequential, lambda m: nn.Sequential(*[torch_twin(c, copy_weights=False)
-                                                        for c in m]))
-
-
 def torch_twin(module: Module, dtype=None, device: str = "cpu", copy_weights: bool = True):
-    """The torch counterpart of ``module`` with the same weights (float64 by default)."""
+    """The torch counterpart of ``module`` with the same weights and buffers
+    (running statistics), in float64 by default, in the same train/eval mode;
+    frozen parameters (``requires_grad=False``) are frozen in the twin too."""
     torch = _torch()
-    if not _BUILDERS:
-        _register_defaults()
-    builder = _BUILDERS.get(type(module))
-    if builder is None:
-        raise TypeError(f"torch_twin: no twin registered for {type(module).__name__}; "
-                        "add one with nnlib.twins.register_twin")
-    twin = builder(module)
+    twin = build_twin(module, torch.nn)
     if copy_weights:
         twin = twin.to(dtype=dtype or torch.float64, device=device)
         state = twin.state_dict()
         own = dict(module.named_parameters())
-        if set(state) != set(own):
-            raise KeyError(f"torch_twin: parameter names differ: nnlib has {sorted(own)}, "
-                           f"torch has {sorted(state)}")
+        own.update(module.named_buffers())
+        weights_mismatch("torch_twin", {k: tuple(v.shape) for k, v in state.items()},
+                         {k: np.shape(getattr(v, "data", v)) for k, v in own.items()},
+                         source=f"of nnlib's {type(module).__name__}")
         with torch.no_grad():
             for name, p in own.items():
-                state[name].copy_(torch.from_numpy(np.ascontiguousarray(p.data)))
+                value = np.ascontiguousarray(getattr(p, "data", p))
+                state[name].copy_(torch.from_numpy(value))
+        frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+        for name, p in twin.named_parameters():
+            p.requires_grad_(name not in frozen)
         twin.train(module.training)
     return twin
 
@@ -147,7 +111,13 @@ def compare_with_torch(module: Module, x: np.ndarray, rng=None, rtol: float = 1e
         pairs["grad input"] = (dx, xt.grad)
     torch_params = dict(twin.named_parameters())
     for name, p in module.named_parameters():
-        pairs[f"grad {name}"] = (p.grad, torch_params[name].grad)
+        theirs = torch_params[name].grad
+        pairs[f"grad {name}"] = (p.grad, torch.zeros_like(torch_params[name]) if theirs is None
+                                 else theirs)
+    torch_buffers = dict(twin.named_buffers())
+    for name, b in module.named_buffers():
+        if np.issubdtype(b.dtype, np.floating):
+            pairs[name] = (b, torch_buffers[name])
 
     report = TwinReport()
     for key, (ours, theirs) in pairs.items():

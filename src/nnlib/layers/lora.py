@@ -1,0 +1,117 @@
+"""LoRA (Hu et al., 2022): fine-tune a frozen ``Linear`` through a low-rank update.
+
+``y = x W^T + b + (alpha / r) x A^T B^T`` with the base ``W, b`` frozen and only
+``A: (r, in)`` and ``B: (out, r)`` trained -- r (in + out) numbers instead of
+in x out. ``B`` starts at zero, so before training the adapted layer is the
+pretrained one exactly; ``merge()`` folds the update into ``W`` for inference.
+This is the parameter-efficient fine-tuning (参数高效微调) the source names.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import init
+from ..functional import linear_backward, linear_forward
+from ..module import Module, Parameter
+from ._twins import register_twin
+from .linear import Linear
+
+__all__ = ["LoRALinear"]
+
+
+class LoRALinear(Module):
+    """A ``Linear`` (``base``, frozen) plus a trainable rank-``r`` update.
+
+    ``x: (..., in_features) -> (..., out_features)``. Parameters: ``base.weight
+    (out, in)`` and ``base.bias (out,)`` with ``requires_grad=False``,
+    ``lora_A: (r, in)`` (Kaiming-uniform, as the reference implementation) and
+    ``lora_B: (out, r)`` (zeros). ``scaling = alpha / r``."""
+
+    def __init__(self, base: Linear, r: int = 4, alpha: float = 1.0, rng=None):
+        super().__init__()
+        if not isinstance(base, Linear):
+            raise TypeError(f"LoRALinear: expected an nnlib Linear to adapt, got "
+                            f"{type(base).__name__}")
+        if not isinstance(r, (int, np.integer)) or r < 1:
+            raise ValueError(f"LoRALinear: expected rank r to be a positive integer, got {r!r}")
+        self.base = base.freeze()
+        self.r, self.alpha = int(r), float(alpha)
+        self.scaling = self.alpha / self.r
+        dtype = base.weight.data.dtype
+        self.lora_A = Parameter(np.empty((self.r, base.in_features), dtype=dtype))
+        self.lora_B = Parameter(np.zeros((base.out_features, self.r), dtype=dtype))
+        self.reset_parameters(rng)
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def reset_parameters(self, rng=None) -> "LoRALinear":
+        """A ~ U(-b, b) with b = 1/sqrt(in) (Kaiming-uniform with a = sqrt 5),
+        B = 0: the update starts at exactly zero. The base is left as it is."""
+        bound = 1.0 / math.sqrt(self.base.in_features)
+        self.lora_A.data[...] = init.uniform(self.lora_A.shape, -bound, bound, rng=rng,
+                                             dtype=self.lora_A.data.dtype)
+        self.lora_B.data[...] = 0.0
+        return self
+
+    def forward(self, x):
+        y = self.base.forward(x)
+        u, cache_a = linear_forward(x, self.lora_A.data)           # (..., r)
+        d, cache_b = linear_forward(u, self.lora_B.data)           # (..., out)
+        self.cache = (cache_a, cache_b, y.shape)
+        return y + self.scaling * d
+
+    def backward(self, grad_out):
+        cache_a, cache_b, shape = self._cached()
+        g = self._grad_out(grad_out, shape)
+        dx = self.base.backward(g)
+        du, dB, _ = linear_backward(self.scaling * g, cache_b)
+        dx_lora, dA, _ = linear_backward(du, cache_a)
+        self.lora_B.accumulate(dB)
+        self.lora_A.accumulate(dA)
+        return dx + dx_lora
+
+    def merged_weight(self) -> np.ndarray:
+        """W + scaling B A, ``(out, in)``: the one matrix the adapted layer is."""
+        return self.base.weight.data + self.scaling * self.lora_B.data @ self.lora_A.data
+
+    def merge(self) -> Linear:
+        """A plain ``Linear`` with the update folded into its weight."""
+        out = Linear(self.in_features, self.out_features, bias=self.base.bias is not None,
+                     dtype=self.base.weight.data.dtype)
+        out.weight.data[...] = self.merged_weight()
+        if self.base.bias is not None:
+            out.bias.data[...] = self.base.bias.data
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"r={self.r}, alpha={self.alpha}")
+
+
+def _lora_twin(m, nn):
+    """The LoRA update written in torch as the reference (peft-style) code does:
+    base(x) + scaling * (x @ A^T) @ B^T, with the base frozen."""
+    import torch
+
+    class LoRATwin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base = nn.Linear(m.in_features, m.out_features, bias=m.base.bias is not None)
+            self.base.requires_grad_(False)
+            self.lora_A = nn.Parameter(torch.zeros(m.r, m.in_features))
+            self.lora_B = nn.Parameter(torch.zeros(m.out_features, m.r))
+
+        def forward(self, x):
+            return self.base(x) + m.scaling * (x @ self.lora_A.T) @ self.lora_B.T
+    return LoRATwin()
+
+
+register_twin(LoRALinear, _lora_twin)
