@@ -43,14 +43,14 @@ def torch_twin(module: Module, dtype=None, device: str = "cpu", copy_weights: bo
     if copy_weights:
         twin = twin.to(dtype=dtype or torch.float64, device=device)
         state = twin.state_dict()
-        own = dict(module.named_parameters())
+        own = {n: p.data for n, p in module.named_parameters()}
         own.update(module.named_buffers())
         weights_mismatch("torch_twin", {k: tuple(v.shape) for k, v in state.items()},
-                         {k: np.shape(getattr(v, "data", v)) for k, v in own.items()},
+                         {k: np.shape(v) for k, v in own.items()},
                          source=f"of nnlib's {type(module).__name__}")
         with torch.no_grad():
             for name, p in own.items():
-                value = np.ascontiguousarray(getattr(p, "data", p))
+                value = np.array(p, order="C")
                 state[name].copy_(torch.from_numpy(value))
         frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
         for name, p in twin.named_parameters():

@@ -1,0 +1,71 @@
+"""One test over every layer nnlib exports: a layer is complete only if it has a
+torch twin, agrees with torch in float64 (output, input gradient, every
+parameter gradient, every buffer), passes the gradient check, has a
+hypothesis strategy and a docstring that states shapes. A layer without any of
+these fails here, by name."""
+import inspect
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import nnlib
+from nnlib import layers
+from nnlib.layers._twins import twin_builder
+from nnlib.testing import assert_gradients_ok, assert_matches_torch
+from nnlib.testing.strategies import LAYER_CASES
+
+pytestmark = pytest.mark.layers
+
+LAYERS = [getattr(layers, n) for n in layers.__all__
+          if inspect.isclass(getattr(layers, n)) and issubclass(getattr(layers, n), nnlib.Module)]
+SHAPES = re.compile(r"``[^`]*\([^`]*\)[^`]*``\s*(->|→)|->\s*``|: \(N")
+
+
+def test_every_layer_is_in_the_registry():
+    assert len(LAYERS) >= 23
+    missing = [c.__name__ for c in LAYERS if twin_builder(c) is None]
+    assert not missing, f"layers without a torch twin (register_twin beside them): {missing}"
+    missing = [c.__name__ for c in LAYERS if c not in LAYER_CASES]
+    assert not missing, f"layers without a strategy in nnlib.testing.strategies: {missing}"
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c.__name__)
+def test_docstring_states_shapes(cls):
+    doc = inspect.getdoc(cls) or ""
+    assert "->" in doc and "(" in doc, (f"{cls.__name__}: the docstring must state the "
+                                          f"shapes in and out, as `x: (N, D) -> (N, H)`")
+
+
+@pytest.mark.parametrize("cls", LAYERS, ids=lambda c: c.__name__)
+def test_layer_matches_torch_and_gradcheck(cls):
+    @settings(max_examples=15)
+    @given(LAYER_CASES[cls])
+    def check(case):
+        module, x = case
+        rng = np.random.default_rng(0)
+        assert_matches_torch(module, x, rng)
+        module.clear_cache()
+        assert_gradients_ok(module, x, rng)
+        assert module.pending_backward == 0
+    check()
+
+
+class _WrongBackward(nnlib.Linear):
+    """Linear whose weight gradient is transposed-and-summed wrong: a negative control."""
+
+    def backward(self, grad_out):
+        dx = super().backward(grad_out)
+        self.weight.grad *= 1.01
+        return dx
+
+
+def test_the_checks_reject_a_wrong_layer(rng):
+    """Both checks fail a layer that is 1% wrong in one gradient (the suite can see it)."""
+    layers._twins.register_twin(_WrongBackward, twin_builder(nnlib.Linear))
+    x = rng.standard_normal((3, 4))
+    with pytest.raises(AssertionError, match="grad weight"):
+        assert_matches_torch(_WrongBackward(4, 2, rng=rng), x, rng)
+    with pytest.raises(AssertionError, match="weight"):
+        assert_gradients_ok(_WrongBackward(4, 2, rng=rng), x, rng)
