@@ -112,3 +112,141 @@ def test_twin_of_unknown_module_is_a_clear_error():
 
     with pytest.raises(TypeError, match="no twin registered for Mystery"):
         torch_twin(Mystery())
+
+
+# --- nnlib 1.0: caches that survive reuse ------------------------------------------
+def test_weight_shared_network_matches_autograd(rng):
+    """The same Linear applied twice before backward: the stack of caches gives each
+    backward the input it saw, so the gradients equal torch autograd's (float64)."""
+    import torch
+
+    shared, act = nnlib.Linear(5, 5, rng=rng), nnlib.Tanh()
+    model = nnlib.Sequential(shared, act, shared)
+    x, g = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    y = model(x)
+    model.zero_grad()
+    dx = model.backward(g)
+    W = torch.tensor(shared.weight.data, requires_grad=True)
+    b = torch.tensor(shared.bias.data, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.tanh(xt @ W.T + b) @ W.T + b
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(shared.weight.grad, W.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(shared.bias.grad, b.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert shared.pending_backward == 0
+
+
+def test_two_forwards_then_two_backwards_in_reverse_order(rng):
+    """D(real), D(fake), then the backward of fake, then of real: each at its own input."""
+    layer = nnlib.Linear(3, 2, rng=rng)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    ga, gb = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    layer(a)
+    layer(b)
+    layer.backward(gb)
+    layer.backward(ga)
+    np.testing.assert_allclose(layer.weight.grad, gb.T @ b + ga.T @ a, rtol=1e-12)
+    # a one-slot cache (nnlib before 1.0) differentiates b twice: the test sees that
+    assert not np.allclose(layer.weight.grad, (ga + gb).T @ b)
+
+
+def test_out_of_order_backward_is_an_error(rng):
+    layer = nnlib.Linear(3, 2, rng=rng)
+    layer(rng.standard_normal((4, 3)))
+    layer(rng.standard_normal((6, 3)))
+    with pytest.raises(ValueError, match="reverse order of the forward calls"):
+        layer.backward(np.zeros((4, 2)))        # belongs to the first forward, not the latest
+    with pytest.raises(RuntimeError, match="once more than forward"):
+        nnlib.ReLU().backward(np.zeros(3))
+
+
+def test_no_grad_saves_no_cache_and_depth_is_bounded(rng):
+    layer = nnlib.Linear(3, 2, rng=rng)
+    with nnlib.no_grad():
+        assert not nnlib.is_grad_enabled()
+        layer(rng.standard_normal((2, 3)))
+    assert nnlib.is_grad_enabled() and layer.pending_backward == 0
+    for _ in range(layer.max_cache_depth + 3):
+        layer(rng.standard_normal((2, 3)))
+    assert layer.pending_backward == layer.max_cache_depth
+    for _ in range(layer.max_cache_depth):
+        layer.backward(np.zeros((2, 2)))
+    with pytest.raises(RuntimeError, match="3 cache\\(s\\) were dropped.*no_grad"):
+        layer.backward(np.zeros((2, 2)))
+
+
+# --- parameters, freezing, slicing, resets -----------------------------------------
+def test_freeze_keeps_gradients_out_and_optimizers_off(rng):
+    model = mlp(rng)
+    model[0].freeze()
+    x = rng.standard_normal((5, 4))
+    model(x)
+    model.backward(np.ones((5, 3)))
+    assert not model[0].weight.grad.any() and model[2].weight.grad.any()
+    before = model[0].weight.data.copy()
+    nnlib.SGD(model.parameters(), lr=0.1).step()
+    np.testing.assert_array_equal(model[0].weight.data, before)
+    assert model.num_parameters(trainable_only=True) == 8 * 3 + 3
+    assert "requires_grad=False" in repr(model[0].weight)
+    model.unfreeze()
+    assert model.num_parameters(trainable_only=True) == model.num_parameters()
+
+
+def test_sequential_slices_are_sequentials_with_torch_names(rng):
+    model = mlp(rng)
+    head = model[1:]
+    assert isinstance(head, nnlib.Sequential) and len(head) == 2
+    assert [n for n, _ in head.named_parameters()] == ["2.weight", "2.bias"]
+    assert head[1] is model[2]                      # the same layer objects
+    assert list(torch_twin(head).state_dict()) == ["2.weight", "2.bias"]
+    x = rng.standard_normal((2, 4))
+    np.testing.assert_array_equal(head(model[0:1](x)), model(x))
+
+
+def test_reset_parameters_redraws_from_the_default_init():
+    a = mlp(np.random.default_rng(0))
+    before = a.state_dict()
+    a.reset_parameters(np.random.default_rng(1))
+    assert not np.allclose(a[0].weight.data, before["0.weight"])
+    a.reset_parameters(np.random.default_rng(0))
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+# --- one exception family -----------------------------------------------------------
+def test_one_exception_family():
+    from nnlib.errors import CheckpointError, DivergenceError, NonFiniteError, \
+        WeightsMismatchError
+
+    assert issubclass(NonFiniteError, FloatingPointError) and issubclass(NonFiniteError,
+                                                                         ValueError)
+    assert issubclass(DivergenceError, NonFiniteError)
+    assert issubclass(WeightsMismatchError, KeyError) and issubclass(WeightsMismatchError,
+                                                                     ValueError)
+    assert nnlib.train.DivergenceError is DivergenceError
+    assert issubclass(CheckpointError, ValueError)
+    with pytest.raises(NonFiniteError):
+        nnlib.Linear(2, 2).forward(np.array([[np.nan, 0.0]]))
+    p = nnlib.Parameter(np.zeros(2))
+    p.grad[0] = np.inf
+    with pytest.raises(NonFiniteError, match="finite gradients"):
+        nnlib.SGD([p], lr=0.1).step()
+    with pytest.raises(WeightsMismatchError, match=r"expected 0.weight of shape \(8, 4\), "
+                                                   r"got \(2, 2\)") as e:
+        mlp().load_state_dict({**mlp().state_dict(), "0.weight": np.zeros((2, 2))})
+    assert not str(e.value).startswith("'")         # a readable message, not a quoted key
+
+
+def test_registering_a_twin_first_keeps_the_defaults():
+    """nnlib < 1.0: register_twin before the first torch_twin stopped every default twin
+    from registering. Now each layer registers its own twin when it is defined."""
+    from nnlib.testing import register_twin
+
+    class Scale(nnlib.Module):
+        """x: (...) -> (...), times 2."""
+
+    register_twin(Scale, lambda m, nn: nn.Identity())
+    assert type(torch_twin(nnlib.Linear(2, 3))).__name__ == "Linear"
+    assert type(torch_twin(nnlib.Tanh())).__name__ == "Tanh"

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._checks import as_float_array
 from .losses import BCEWithLogitsLoss
-from .module import Module
+from .module import Module, no_grad
 from .random import get_rng
 
 __all__ = ["GAN_LOSSES", "gan_step", "GANHistory", "train_gan"]
@@ -51,21 +51,24 @@ def gan_step(G: Module, D: Module, opt_g, opt_d, real, z, loss: str = "non-satur
     if len(z) != n:
         raise ValueError(f"gan_step: expected one latent vector per real example "
                          f"({n}), got z of shape {z.shape}")
-    bce = BCEWithLogitsLoss()
+    bce, bce_fake = BCEWithLogitsLoss(), BCEWithLogitsLoss()
     ones = np.ones((n, 1), dtype=real.dtype)
     zeros = np.zeros((n, 1), dtype=real.dtype)
 
-    # discriminator: real -> 1, fake -> 0; G is not updated here
-    fake = G(z)
+    # discriminator: real -> 1, fake -> 0; G is not updated here. D scores both
+    # batches first; its stack of caches then takes the two backward passes in
+    # reverse order, each at its own input.
+    with no_grad():                               # G's output is data for this step
+        fake = G(z)
     if fake.shape != real.shape:
         raise ValueError(f"gan_step: expected G(z) of the real batch's shape {real.shape}, "
                          f"got {fake.shape}")
     D.zero_grad()
     scores = D(real)
     _check_scores(scores, n, "gan_step")
-    d_loss = bce(scores, ones)
-    D.backward(bce.backward())
-    d_loss += bce(D(fake), zeros)
+    scores_fake = D(fake)
+    d_loss = bce(scores, ones) + bce_fake(scores_fake, zeros)
+    D.backward(bce_fake.backward())
     D.backward(bce.backward())
     opt_d.step()
 
