@@ -46,6 +46,23 @@ def test_first_code_cells_install_then_import_nnlib_and_seed(nb):
         assert "sys.path" not in "".join(c["source"]), f"{nb.name}: no sys.path hacks"
 
 
+def test_programs_named_in_the_book_exist():
+    """A moved or renamed program leaves no dead command behind: every
+    ``tools/...`` or ``scripts/...`` file that a chapter, an appendix, a saved
+    result, a docstring, the README, the Makefile or the configuration names
+    exists."""
+    files = [*NOTEBOOKS, *sorted((ROOT / "book").glob("*.md")),
+             *sorted((ROOT / "book" / "data").glob("*.json")),
+             *sorted((ROOT / "src").rglob("*.py")), *sorted((ROOT / "scripts").glob("*.py")),
+             ROOT / "README.md", ROOT / "Makefile", ROOT / "_config.yml"]
+    program = re.compile(r"(?:(?<=\.\./)|(?<![\w/]))((?:tools|scripts)/[\w.-]+\.(?:py|sh|json))")
+    named = {(f.name, m) for f in files
+             for m in program.findall(f.read_text(encoding="utf-8"))}
+    assert any(m.startswith("scripts/") for _, m in named), "the pattern finds nothing"
+    missing = sorted(f"{where}: {m}" for where, m in named if not (ROOT / m).is_file())
+    assert not missing, "\n".join(missing)
+
+
 def _toc_files():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]

@@ -3,35 +3,59 @@ they are part of the book: every public function and class has one, and in
 the modules that take or return arrays each states the shapes."""
 import importlib
 import inspect
-import pkgutil
 import re
+from pathlib import Path
 
 import pytest
 
 import nnlib
 
 pytestmark = pytest.mark.book
+PACKAGE = Path(nnlib.__file__).resolve().parent
 
-MODULES = ["nnlib." + m.name for m in pkgutil.walk_packages(nnlib.__path__)
-           if not m.name.startswith("_") and m.name != "corpora"] + [
-    f"nnlib.layers.{m}" for m in ("linear", "activations", "dropout", "embedding", "conv",
-                                  "recurrent")]
+
+def _modules():
+    """Every public module of nnlib, found on disk rather than by importing, so
+    that subpackages (``layers``, ``data``, ``rl``, ``viz``, ``torch``, ...)
+    are searched too and a module that needs PyTorch is listed even where
+    PyTorch is missing. Private modules (``_checks``, ``layers/_twins``) and
+    the text corpora are left out."""
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        folders = parts[:-1]
+        if not all((PACKAGE.joinpath(*folders[:i + 1]) / "__init__.py").is_file()
+                   for i in range(len(folders))):
+            continue                     # not inside a package (a stray folder)
+        if parts[-1] == "__init__":
+            parts = folders
+        if any(p.startswith("_") for p in parts) or parts[:1] == ["corpora"]:
+            continue
+        names.append(".".join(["nnlib", *parts]))
+    return names
+
+
+MODULES = _modules()
 # modules whose functions and classes take or return arrays
-ARRAYS = {"nnlib.module", "nnlib.losses", "nnlib.init", "nnlib.gradcheck", "nnlib.data",
-          "nnlib.train", "nnlib.rl", "nnlib.models", "nnlib.gan"} | {
-    m for m in MODULES if m.startswith("nnlib.layers.")}
+ARRAYS = {m for m in MODULES if m in {
+    "nnlib.module", "nnlib.losses", "nnlib.init", "nnlib.testing", "nnlib.testing.gradcheck",
+    "nnlib.train", "nnlib.models", "nnlib.gan"} or m.startswith(
+    ("nnlib.layers.", "nnlib.data.", "nnlib.rl."))}
 # no array goes in or out: the reason is in the name
 NO_ARRAYS = {"nnlib.train.DivergenceError", "nnlib.train.progress_bar", "nnlib.train.History",
-             "nnlib.init.calculate_gain", "nnlib.data.load_text", "nnlib.rl.GridWorld",
-             "nnlib.rl.QLearningRun", "nnlib.rl.ReinforceRun", "nnlib.rl.Episode",
-             "nnlib.rl.reinforce", "nnlib.rl.value_iteration", "nnlib.gan.GANHistory",
-             "nnlib.module.Parameter", "nnlib.module.Module", "nnlib.module.Sequential",
-             "nnlib.optim.Optimizer", "nnlib.rl.reinforce_step", "nnlib.layers.conv.output_size"}
+             "nnlib.init.calculate_gain", "nnlib.data.text.load_text",
+             "nnlib.rl.envs.GridWorld", "nnlib.rl.tabular.QLearningRun",
+             "nnlib.rl.reinforce.ReinforceRun", "nnlib.rl.reinforce.Episode",
+             "nnlib.rl.reinforce.reinforce", "nnlib.rl.tabular.value_iteration",
+             "nnlib.gan.GANHistory", "nnlib.module.Parameter", "nnlib.module.Module",
+             "nnlib.module.Sequential", "nnlib.module.no_grad", "nnlib.module.is_grad_enabled",
+             "nnlib.optim.Optimizer",
+             "nnlib.rl.reinforce.reinforce_step", "nnlib.layers.conv.output_size"}
 SHAPE = re.compile(r"\((?:N|T|B|n|\.\.\.|rows|\w+, )[\w ,+*.]*\)|shape")
 
 
 def needs_torch(modname):
-    if modname in ("nnlib.vgg", "nnlib.finetune"):
+    if modname == "nnlib.torch" or modname.startswith("nnlib.torch."):
         pytest.importorskip("torch")
 
 
@@ -45,7 +69,12 @@ def public_objects(modname):
 
 
 def test_modules_found():
-    assert {"nnlib.layers.conv", "nnlib.rl", "nnlib.vgg"} <= set(MODULES)
+    assert {"nnlib.layers", "nnlib.layers.conv", "nnlib.layers.linear", "nnlib.data.prep",
+            "nnlib.data.text", "nnlib.rl.tabular", "nnlib.viz.widgets", "nnlib.torch.vgg",
+            "nnlib.torch.finetune", "nnlib.torch.case_study"} <= set(MODULES)
+    assert not any(m.split(".")[-1].startswith("_") for m in MODULES), MODULES
+    layers = {f"nnlib.layers.{p.stem}" for p in (PACKAGE / "layers").glob("[!_]*.py")}
+    assert layers <= set(MODULES) and layers <= ARRAYS      # every layer file is checked
 
 
 @pytest.mark.parametrize("modname", MODULES)
@@ -57,6 +86,7 @@ def test_every_public_object_has_a_docstring(modname):
 
 @pytest.mark.parametrize("modname", sorted(ARRAYS))
 def test_array_docstrings_state_shapes(modname):
+    needs_torch(modname)
     missing = [name for name, obj in public_objects(modname)
                if name not in NO_ARRAYS and not SHAPE.search(inspect.getdoc(obj) or "")]
     assert not missing, f"docstrings without a shape: {missing}"

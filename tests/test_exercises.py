@@ -13,7 +13,7 @@ import pytest
 
 import nnlib
 from nnlib import models, rl
-from nnlib.gradcheck import numerical_grad, rel_error
+from nnlib.testing import numerical_grad, rel_error
 from nnlib.layers.conv import output_size
 
 pytestmark = pytest.mark.book
@@ -164,7 +164,7 @@ def test_ch08_off_policy_q_learning_from_a_random_agent():
 @pytest.mark.vgg
 def test_ch09_first_dense_layer_with_seven_by_seven_pooling():
     pytest.importorskip("torch")
-    from nnlib import vgg
+    from nnlib.torch import vgg
 
     counts = {}
     for pool in (1, 7):
@@ -177,11 +177,11 @@ def test_ch09_first_dense_layer_with_seven_by_seven_pooling():
 
 
 def test_ch03_smallest_network_for_the_spiral():
-    from nnlib import widgets
+    from nnlib import playground
 
     def acc(layers, width, seed):
-        return widgets.train_toy("spiral", hidden_layers=layers, width=width,
-                                 seed=seed).train_acc[-1]
+        return playground.train_toy("spiral", hidden_layers=layers, width=width,
+                                    seed=seed).train_acc[-1]
 
     assert all(acc(1, 8, s) >= 0.95 for s in range(3))
     assert all(acc(2, 4, s) >= 0.95 for s in range(3))

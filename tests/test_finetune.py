@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from nnlib import finetune, vgg
+from nnlib.errors import CheckpointError
+from nnlib.torch import case_study, finetune, vgg
 
 pytestmark = pytest.mark.vgg
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tools" / "vgg_finetune.py"
+SCRIPT = ROOT / "scripts" / "vgg_finetune.py"
 SMALL = ["--width", "16", "--no-progress", "--threads", "1", "--patience", "100"]
 
 
@@ -46,17 +47,17 @@ def test_trainable_modes_count_what_they_should():
 
 def test_per_class_subset_and_upsample():
     y = np.repeat(np.arange(3), 5)
-    idx = finetune.per_class_subset(y, 2, seed=0)
+    idx = case_study.per_class_subset(y, 2, seed=0)
     assert np.bincount(y[idx]).tolist() == [2, 2, 2]
-    assert (finetune.per_class_subset(y, None) == np.arange(15)).all()
+    assert (case_study.per_class_subset(y, None) == np.arange(15)).all()
     with pytest.raises(ValueError, match="class 0 has 5 examples, fewer than the 6"):
-        finetune.per_class_subset(y, 6)
+        case_study.per_class_subset(y, 6)
     X = np.random.default_rng(0).random((4, 64))
-    up = finetune.upsample(X, 32)
+    up = case_study.upsample(X, 32)
     assert up.shape == (4, 1, 32, 32) and up.dtype == np.float32
     np.testing.assert_allclose(up.mean(axis=(1, 2, 3)), X.mean(1), atol=0.02)
     with pytest.raises(ValueError, match="square images"):
-        finetune.upsample(np.zeros((2, 10)))
+        case_study.upsample(np.zeros((2, 10)))
 
 
 def _tiny_data(n=96, seed=0):
@@ -96,10 +97,12 @@ def test_bad_checkpoints_are_named(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00garbage")
     config = finetune.TrainConfig(epochs=1, batch_size=32)
+    assert finetune.CheckpointError is CheckpointError         # one exception family
     with pytest.raises(finetune.CheckpointError, match=r"bad.pt cannot be read.*delete it"):
         finetune.fit(model, (X, y), (X, y), config, checkpoint=bad, progress=False)
     torch.save({"weights": torch.zeros(1)}, bad)
-    with pytest.raises(finetune.CheckpointError, match="not written by nnlib.finetune.fit"):
+    with pytest.raises(finetune.CheckpointError,
+                       match="not written by nnlib.torch.finetune.fit"):
         finetune.load_checkpoint(bad)
     good = tmp_path / "good.pt"
     finetune.fit(model, (X, y), (X, y), config, checkpoint=good, progress=False)
@@ -172,16 +175,17 @@ def test_linear_probe_folds_the_standardization_into_the_last_layer():
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     X, y = _tiny_data(120)
-    model = finetune.small_vgg16(0)
-    out = finetune.linear_probe(model, (X[:80], y[:80]), (X[80:100], y[80:100]),
-                                (X[100:], y[100:]))
-    feats = finetune.penultimate(model, X[:80])
+    model = case_study.small_vgg16(0)
+    out = case_study.linear_probe(model, (X[:80], y[:80]), (X[80:100], y[80:100]),
+                                  (X[100:], y[100:]))
+    feats = case_study.penultimate(model, X[:80])
     clf = LogisticRegression(C=out["C"], max_iter=2000, random_state=0)
     scaler = StandardScaler().fit(feats)
     clf.fit(scaler.transform(feats), y[:80])
     with torch.no_grad():
         logits = model.eval()(torch.as_tensor(X[100:])).numpy()
-    expected = clf.decision_function(scaler.transform(finetune.penultimate(model, X[100:])))
+    feats_test = case_study.penultimate(model, X[100:])
+    expected = clf.decision_function(scaler.transform(feats_test))
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
     assert out["test"] == np.mean(logits.argmax(1) == y[100:])
     assert out["trainable"] == 512 * 10 + 10
@@ -192,20 +196,20 @@ def test_transfer_run_needs_its_weights_and_a_known_method():
     X, y = _tiny_data(200)
     split = data.Split(X[:120], y[:120], X[120:160], y[120:160], X[160:], y[160:])
     with pytest.raises(ValueError, match="needs source_state"):
-        finetune.transfer_run("full", split, 2, 0)
+        case_study.transfer_run("full", split, 2, 0)
     with pytest.raises(ValueError, match="needs ssl_state"):
-        finetune.transfer_run("ssl", split, 2, 0)
+        case_study.transfer_run("ssl", split, 2, 0)
     with pytest.raises(ValueError, match=r"method in \('scratch'"):
-        finetune.transfer_run("lora", split, 2, 0)
-    assert finetune.schedule(100) == {"batch_size": 32, "epochs": 48}
-    assert finetune.schedule(1077) == {"batch_size": 64, "epochs": 40}
+        case_study.transfer_run("lora", split, 2, 0)
+    assert case_study.schedule(100) == {"batch_size": 32, "epochs": 48}
+    assert case_study.schedule(1077) == {"batch_size": 64, "epochs": 40}
 
 
 def test_ssl_pretraining_lowers_the_reconstruction_error():
     X, _ = _tiny_data(128)
-    model = finetune.small_vgg16(0)
+    model = case_study.small_vgg16(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    losses = finetune.ssl_pretrain(model, X, epochs=4, progress=False)
+    losses = case_study.ssl_pretrain(model, X, epochs=4, progress=False)
     assert losses[-1] < losses[0]
     assert torch.equal(before["classifier.6.weight"], model.state_dict()["classifier.6.weight"])
     assert not torch.equal(before["features.0.weight"], model.state_dict()["features.0.weight"])

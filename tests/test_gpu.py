@@ -38,7 +38,7 @@ def test_vgg_sized_conv_block_matches_torch_on_cuda_in_float32(rng):
     y = block.forward(x)
     g = rng.standard_normal(y.shape).astype(np.float32)
     dx = block.backward(g)
-    from nnlib.twins import torch_twin
+    from nnlib.testing import torch_twin
 
     twin = torch_twin(block, dtype=torch.float32, device="cuda")
     xt = torch.tensor(x, device="cuda", requires_grad=True)
@@ -53,7 +53,7 @@ def test_vgg_sized_conv_block_matches_torch_on_cuda_in_float32(rng):
 def test_vgg16_numpy_reference_matches_torch_on_cuda():
     """The NumPy VGG16 (width/16, 64x64 input) against the same network on CUDA
     in float64: the case study's reference check, on the GPU."""
-    from nnlib import vgg
+    from nnlib.torch import vgg
     torch.manual_seed(0)
     model = vgg.vgg16(num_classes=10, width=16, in_channels=1, pool=2).double().eval()
     with torch.no_grad():
@@ -74,7 +74,7 @@ def test_full_size_vgg16_trains_on_cuda_with_amp_and_channels_last():
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, str(root / "tools" / "vgg_finetune.py"),
+    out = subprocess.run([sys.executable, str(root / "scripts" / "vgg_finetune.py"),
                           "--benchmark", "20", "--width", "1", "--side", "224",
                           "--batch-size", "64", "--device", "cuda", "--amp",
                           "--channels-last"], capture_output=True, text=True, cwd=root)
@@ -87,7 +87,7 @@ def test_full_size_vgg16_trains_on_cuda_with_amp_and_channels_last():
 
 
 def test_fit_on_cuda_matches_its_own_accuracy_bookkeeping():
-    from nnlib import finetune, vgg
+    from nnlib.torch import finetune, vgg
     rng = np.random.default_rng(0)
     y = np.arange(128) % 10
     X = rng.random((128, 1, 32, 32)).astype(np.float32) * 0.2

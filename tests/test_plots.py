@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.animation import FuncAnimation  # noqa: E402
 
-from nnlib import plots  # noqa: E402
+from nnlib.viz import animations, plots  # noqa: E402
 
 pytestmark = pytest.mark.book
 
@@ -17,7 +17,7 @@ def test_animation_html_loads_nothing_from_the_network():
     fig, ax = plt.subplots(figsize=(2, 2), dpi=40)
     line, = ax.plot([0, 1], [0, 1])
     anim = FuncAnimation(fig, lambda i: line.set_ydata([0, i]), frames=3)
-    html = plots.animation_html(anim).data
+    html = animations.animation_html(anim).data
     plt.close(fig)
     assert "font-awesome" not in html and not re.search(r"(href|src)=\"https?://", html)
     assert 'class="fa' not in html and "\u25b6" in html      # the play button is a text symbol

@@ -158,7 +158,7 @@ def test_sample_action_follows_the_softmax():
 def test_reinforce_step_equals_the_same_step_in_torch():
     torch = pytest.importorskip("torch")
     from nnlib import models, optim
-    from nnlib.twins import torch_twin
+    from nnlib.testing import torch_twin
     rng = np.random.default_rng(0)
     policy = models.mlp(4, 2, hidden=(8,), activation="tanh", rng=rng)
     twin = torch_twin(policy, dtype=torch.float64)
@@ -198,23 +198,23 @@ def test_reinforce_solves_cartpole():
 def test_render_episode_gives_frames_and_rejects_a_silent_env():
     gym = pytest.importorskip("gymnasium")
     pytest.importorskip("pygame")
-    from nnlib import plots
+    from nnlib.viz import animations
     env = gym.make("CartPole-v1", render_mode="rgb_array")
     frames = rl.render_episode(env, lambda s: 0, seed=0, every=3)
     assert frames[0].shape == (400, 600, 3) and frames[0].dtype == np.uint8
     episode = rl.play_episode(gym.make("CartPole-v1"), lambda s: 0, seed=0)
     assert len(frames) == 1 + len(episode.rewards) // 3 + (len(episode.rewards) % 3 > 0)
-    fig, anim = plots.frames_animation(frames, [str(i) for i in range(len(frames))])
-    assert "<img" in plots.animation_html(anim).data
+    fig, anim = animations.frames_animation(frames, [str(i) for i in range(len(frames))])
+    assert "<img" in animations.animation_html(anim).data
     with pytest.raises(ValueError, match="render_mode='rgb_array', got None"):
         rl.render_episode(gym.make("CartPole-v1"), lambda s: 0)
     with pytest.raises(ValueError, match=r"one title per frame \(2\), got 1"):
-        plots.frames_animation(frames[:2], ["a"])
+        animations.frames_animation(frames[:2], ["a"])
 
 
 def test_plot_gridworld_checks_shapes():
     import matplotlib.pyplot as plt
-    from nnlib import plots
+    from nnlib.viz import plots
     env = rl.GridWorld(CLASSIC)
     V, Q, _ = rl.value_iteration(env)
     ax = plots.plot_gridworld(env, V, rl.greedy_policy(Q), title="x")

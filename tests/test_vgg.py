@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnlib import vgg
+from nnlib.errors import WeightsMismatchError
+from nnlib.torch import vgg
 
 pytestmark = pytest.mark.vgg
 
@@ -63,11 +64,14 @@ def test_weights_errors_name_the_problem(tmp_path):
         vgg.load_vgg16_weights(small, bad)
     other = tmp_path / "other.pth"
     torch.save(vgg.vgg16(num_classes=10, width=8, in_channels=1, pool=1).state_dict(), other)
-    with pytest.raises(ValueError, match=r"features.0.weight has shape \(8, 1, 3, 3\).*"
-                                         r"expected \(4, 1, 3, 3\)"):
+    with pytest.raises(WeightsMismatchError, match=r"other.pth do not fit: expected "
+                       r"features.0.weight of shape \(4, 1, 3, 3\), got \(8, 1, 3, 3\)"):
         vgg.load_vgg16_weights(small, other)
     torch.save({"fc.weight": torch.zeros(2)}, other)
-    with pytest.raises(KeyError, match="32 missing key"):
+    with pytest.raises(KeyError, match=r"missing keys \['features.0.weight', .*\(32 in all\), "
+                                       r"unexpected keys \['fc.weight'\] \(1 in all\)"):
+        vgg.load_vgg16_weights(small, other)
+    with pytest.raises(ValueError, match="do not fit"):       # also a ValueError
         vgg.load_vgg16_weights(small, other)
 
 

@@ -48,7 +48,7 @@ def autoencoder(n_in: int, code: int, hidden=(64,), activation: str = "relu",
     (``"sigmoid"`` for pixels in [0, 1], or ``None``). With ``hidden=()`` and
     ``out_activation=None`` both halves are single linear maps: a *linear*
     autoencoder. Parameter names (``0.0.weight``, ..., ``1.2.bias``) are the
-    ones ``torch.nn.Sequential`` gives, so ``nnlib.twins.torch_twin`` works.
+    ones ``torch.nn.Sequential`` gives, so ``nnlib.testing.torch_twin`` works.
     """
     for name, value in (("n_in", n_in), ("code", code)):
         if not (isinstance(value, int) and value >= 1):
@@ -70,7 +70,7 @@ def char_lstm(vocab_size: int, embed: int = 32, hidden: int = 128, rng=None,
 
     Input ``(N, T)`` character ids; output ``(N, T, vocab_size)`` scores for the
     next character at every position. Parameter names are PyTorch's
-    (``0.weight``, ``1.weight_ih_l0``, ..., ``2.bias``), so ``nnlib.twins.torch_twin``
+    (``0.weight``, ``1.weight_ih_l0``, ..., ``2.bias``), so ``nnlib.testing.torch_twin``
     gives the same model in torch and weights move both ways by name.
     """
     return Sequential(Embedding(vocab_size, embed, rng=rng, dtype=dtype),

@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules with the rules of ``torch.optim``
 (checked step by step).
 
-SGD, for gradient g of parameter p (PyTorch's formulation):
+SGD, for gradient g of parameter p (PyTorch's formulation)::
+
     g <- g + weight_decay * p
     b <- g on the first step, else momentum * b + (1 - dampening) * g
     g <- g + momentum * b if nesterov else b          (when momentum > 0)
@@ -9,14 +10,16 @@ SGD, for gradient g of parameter p (PyTorch's formulation):
 
 Adam (Kingma & Ba, 2015), step t = 1, 2, ...; its ``weight_decay`` is *coupled*
 L2 regularisation: the decay is added to the gradient, so it passes through
-m and v and is rescaled like the gradient is:
+m and v and is rescaled like the gradient is::
+
     g <- g + weight_decay * p
     m <- beta1 m + (1 - beta1) g,    v <- beta2 v + (1 - beta2) g^2
     p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
 AdamW (Loshchilov & Hutter, 2019): *decoupled* weight decay. The gradient is
 left alone; the weights shrink directly, first, then the Adam step follows
-(as ``torch.optim.AdamW``; default weight_decay = 0.01):
+(as ``torch.optim.AdamW``; default weight_decay = 0.01)::
+
     p <- p - lr * weight_decay * p
     m <- beta1 m + (1 - beta1) g,    v <- beta2 v + (1 - beta2) g^2
     p <- p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
@@ -30,9 +33,11 @@ Learning-rate schedules (as ``torch.optim.lr_scheduler``) set the optimizer's
 ``optimizer.initial_lr`` (kept if already there, as torch does) and sets the lr
 for epoch 0. Then call ``scheduler.step()`` once per epoch (or per batch) *after*
 ``optimizer.step()``; ``last_epoch`` counts those calls and ``get_last_lr()``
-returns ``[lr]``. With base learning rate lr0 and e = last_epoch:
+returns ``[lr]``. With base learning rate lr0 and e = last_epoch::
+
     StepLR             lr0 * gamma^floor(e / step_size)
-    LinearLR           lr0 * (start + (end - start) * min(e, total_iters) / total_iters)
+    LinearLR           lr0 * (start + (end - start) * min(e, total) / total)
+                       (total = total_iters)
     CosineAnnealingLR  eta_min + (lr0 - eta_min) * (1 + cos(pi e / T_max)) / 2
                        (computed with torch's recursive formula, see the class)
     LambdaLR           lr0 * lr_lambda(e)

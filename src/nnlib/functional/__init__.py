@@ -13,9 +13,12 @@ check it against the function of the same name here.
 ``conv``               conv2d (im2col), max/avg pooling, adaptive average pooling
 ``recurrent``          RNN, LSTM and GRU: one step, and whole sequences (BPTT)
 ``norm``               batch norm, layer norm
-``attention``          scaled dot-product and multi-head attention
+``attention``          scaled dot-product attention (the core of multi-head
+                       attention), causal masks
 =====================  ==========================================================
 """
+from .attention import *  # noqa: F401,F403
+from .attention import __all__ as _attention
 from .basic import *  # noqa: F401,F403
 from .basic import __all__ as _basic
 from .conv import *  # noqa: F401,F403
@@ -25,4 +28,4 @@ from .norm import __all__ as _norm
 from .recurrent import *  # noqa: F401,F403
 from .recurrent import __all__ as _recurrent
 
-__all__ = [*_basic, *_conv, *_recurrent, *_norm]
+__all__ = [*_basic, *_conv, *_recurrent, *_norm, *_attention]

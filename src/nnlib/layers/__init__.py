@@ -6,6 +6,7 @@ docstring with shapes."""
 from ..functional import sigmoid
 from ._twins import register_twin
 from .activations import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiheadAttention, TransformerEncoderLayer
 from .conv import AdaptiveAvgPool2d, AvgPool2d, Conv2d, Flatten, MaxPool2d
 from .dropout import Dropout
 from .embedding import Embedding
@@ -18,4 +19,5 @@ from .residual import Residual
 __all__ = ["Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "LogSoftmax",
            "Dropout", "Embedding", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
            "Flatten", "RNN", "LSTM", "GRU", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
-           "Residual", "LoRALinear", "sigmoid", "register_twin"]
+           "Residual", "LoRALinear", "MultiheadAttention", "TransformerEncoderLayer", "sigmoid",
+           "register_twin"]

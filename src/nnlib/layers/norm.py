@@ -97,7 +97,7 @@ class BatchNorm1d(_BatchNorm):
     biased variance and updates ``running_mean`` / ``running_var`` (momentum 0.1,
     unbiased variance) as torch; ``eval()`` uses the running statistics.
 
-    ``x: (N, C) or (N, C, L) -> `` the same shape; ``weight, bias,
+    ``x: (N, C) or (N, C, L) -> (same shape)``; ``weight, bias,
     running_mean, running_var: (C,)``."""
     _ndims, _shapes = (2, 3), "(N, {C}) or (N, {C}, L)"
 
@@ -117,7 +117,7 @@ class LayerNorm(Module):
     norm it uses no batch statistics, so training and evaluation agree and
     batch size 1 works: the normalisation of Transformers.
 
-    ``x: (..., *normalized_shape) -> `` the same shape."""
+    ``x: (..., *normalized_shape) -> (same shape)``."""
 
     def __init__(self, normalized_shape, eps: float = 1e-5,
                  elementwise_affine: bool = True, dtype=np.float64):

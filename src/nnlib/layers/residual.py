@@ -16,7 +16,7 @@ class Residual(Module):
     """``y = x + block(x)`` (optionally ``shortcut(x) + block(x)`` when the
     shapes differ, e.g. a 1x1 ``Conv2d`` that changes the channels).
 
-    ``x: (N, ...) -> `` the block's output shape, which must equal the
+    ``x: (N, ...) -> (N, ...)``, the block's output shape, which must equal the
     shortcut's. Parameters are named ``block.*`` (and ``shortcut.*``)."""
 
     def __init__(self, block: Module, shortcut: Module | None = None):

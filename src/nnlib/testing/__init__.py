@@ -28,7 +28,7 @@ __all__ = ["torch_twin", "torch_loss_twin", "compare_with_torch", "TwinReport",
            "check_module_gradients", "GradCheckReport", "assert_matches_torch",
            "assert_gradients_ok", "RTOL", "ATOL", "GRADCHECK_TOL"]
 
-#: nnlib against torch in float64: |ours - torch| <= ATOL + RTOL |torch| everywhere
+#: nnlib against torch in float64: ``abs(ours - torch) <= ATOL + RTOL * abs(torch)`` everywhere
 RTOL, ATOL = 1e-8, 1e-10
 #: analytic against central differences (eps 1e-6, float64): rel_error below this
 GRADCHECK_TOL = 1e-6
@@ -37,7 +37,7 @@ GRADCHECK_TOL = 1e-6
 def assert_matches_torch(module, x, rng=None, rtol: float = RTOL, atol: float = ATOL,
                          device: str = "cpu") -> TwinReport:
     """``compare_with_torch`` as an assertion; the message lists the worst
-    error of every quantity. ``x``: an input ``module`` accepts."""
+    error of every quantity. ``x: (N, ...)``, an input ``module`` accepts."""
     report = compare_with_torch(module, x, rng=rng, rtol=rtol, atol=atol, device=device)
     assert report.ok(), (f"{type(module).__name__} differs from torch beyond rtol={rtol}, "
                          f"atol={atol} in {sorted(report.violations)}; worst |error| per "
@@ -47,7 +47,7 @@ def assert_matches_torch(module, x, rng=None, rtol: float = RTOL, atol: float = 
 
 def assert_gradients_ok(module, x, rng=None, tol: float = GRADCHECK_TOL) -> GradCheckReport:
     """``check_module_gradients`` as an assertion: every relative error below
-    ``tol``. ``x``: an input ``module`` accepts (float64 or token ids)."""
+    ``tol``. ``x: (N, ...)``, an input ``module`` accepts (float64 or token ids)."""
     report = check_module_gradients(module, x, rng=rng)
     bad = {k: v for k, v in report.errors.items() if not v < tol}
     assert not bad, (f"{type(module).__name__}: analytic gradients differ from central "

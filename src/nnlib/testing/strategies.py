@@ -198,3 +198,34 @@ def _lora(draw):
 
 
 # --- attention layers (nnlib.layers.attention) --------------------------------
+
+
+def _randomize_biases(module, g):
+    """Non-zero biases and norm shifts (the defaults are 0 and 1, which would
+    leave those terms of the forward untested)."""
+    for name, p in module.named_parameters():
+        if name.endswith("bias") or name.startswith("norm"):
+            p.data[...] = (g.uniform(0.5, 1.5, p.shape) if name.endswith("weight")
+                           else 0.5 * g.standard_normal(p.shape))
+
+
+@case(L.MultiheadAttention)
+def _mha(draw):              # self-attention; masks and cross-attention: test_attention.py
+    heads, head_dim = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    g = _rng(draw)
+    m = L.MultiheadAttention(heads * head_dim, heads, bias=draw(st.booleans()), rng=g)
+    _randomize_biases(m, g)
+    return m, arrays(draw, (draw(batch), draw(st.integers(1, 5)), heads * head_dim))
+
+
+@case(L.TransformerEncoderLayer)
+def _encoder_layer(draw):
+    # d_model 3, 4 or 6, never 2: layer norm over 2 features outputs +-1 (see batch norm)
+    d_model, heads = draw(st.sampled_from([(3, 1), (3, 3), (4, 2), (4, 4), (6, 3)]))
+    g = _rng(draw)
+    m = L.TransformerEncoderLayer(d_model, heads, dim_feedforward=draw(st.integers(1, 5)),
+                                  activation=draw(st.sampled_from(["relu", "gelu"])),
+                                  norm_first=draw(st.booleans()), bias=draw(st.booleans()),
+                                  rng=g)
+    _randomize_biases(m, g)
+    return m, arrays(draw, (draw(batch), draw(st.integers(1, 5)), d_model))

@@ -1,10 +1,10 @@
 """Train the character-level LSTM of chapter 5 for longer than a notebook can,
 in PyTorch, and save the weights for nnlib (the names are the same).
 
-    python tools/train_char_lstm.py --steps 600 --out book/weights/char_lstm.npz
+    python scripts/train_char_lstm.py --steps 600 --out book/weights/char_lstm.npz
 
 The model is ``nnlib.models.char_lstm(96, embed=32, hidden=256)``; its torch twin
-(``nnlib.twins.torch_twin``) is trained with Adam on random 100-character
+(``nnlib.testing.torch_twin``) is trained with Adam on random 100-character
 windows of ``nnlib.data.load_text()`` (the first 90%; the rest is validation),
 in float32, seeded, with gradient clipping at norm 1 and a cosine learning-rate
 schedule. The validation loss is measured every 250 steps and the weights
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import nnlib
-from nnlib.twins import torch_twin
+from nnlib.testing import torch_twin
 
 
 def main():

@@ -2,16 +2,16 @@
 
 On one process:
 
-    python tools/vgg_finetune.py --task printed --epochs 10 --save source.pth
-    python tools/vgg_finetune.py --init source.pth --labels-per-class 50
+    python scripts/vgg_finetune.py --task printed --epochs 10 --save source.pth
+    python scripts/vgg_finetune.py --init source.pth --labels-per-class 50
 
 Data-parallel on N processes (CPU: gloo; GPU: nccl, one GPU per process):
 
-    torchrun --nproc_per_node=2 tools/vgg_finetune.py --init source.pth
+    torchrun --nproc_per_node=2 scripts/vgg_finetune.py --init source.pth
 
 Full size on a GPU, timing only (images/s and peak memory):
 
-    python tools/vgg_finetune.py --benchmark 30 --width 1 --side 224 \\
+    python scripts/vgg_finetune.py --benchmark 30 --width 1 --side 224 \\
         --batch-size 64 --device cuda --amp --channels-last
 
 Tasks: ``digits`` (scikit-learn's handwritten digits, or MNIST with ``--mnist
@@ -33,7 +33,8 @@ import time
 import numpy as np
 import torch
 
-from nnlib import data, finetune, vgg
+from nnlib import data
+from nnlib.torch import case_study, finetune, vgg
 
 
 def parse(argv=None):
@@ -74,15 +75,15 @@ def parse(argv=None):
 
 def load_task(args):
     if args.task == "printed":
-        return finetune.printed_split(args.printed_per_digit, args.side, args.split_seed)
+        return case_study.printed_split(args.printed_per_digit, args.side, args.split_seed)
     if args.mnist:
         Xtr, ytr = data.load_mnist(args.mnist, "train", images=True)
         Xte, yte = data.load_mnist(args.mnist, "test", images=True)
         cut = int(0.9 * len(Xtr))
-        return data.Split(finetune.upsample(Xtr[:cut], args.side), ytr[:cut],
-                          finetune.upsample(Xtr[cut:], args.side), ytr[cut:],
-                          finetune.upsample(Xte, args.side), yte)
-    return finetune.digits_split(args.side, args.split_seed)
+        return data.Split(case_study.upsample(Xtr[:cut], args.side), ytr[:cut],
+                          case_study.upsample(Xtr[cut:], args.side), ytr[cut:],
+                          case_study.upsample(Xte, args.side), yte)
+    return case_study.digits_split(args.side, args.split_seed)
 
 
 def peak_memory_mb(device):
@@ -155,7 +156,7 @@ def main(argv=None):
         summary = benchmark(model, args)
     else:
         split = load_task(args)
-        keep = finetune.per_class_subset(split.y_train, args.labels_per_class, seed=args.seed)
+        keep = case_study.per_class_subset(split.y_train, args.labels_per_class, seed=args.seed)
         if args.n_train:
             keep = keep[:args.n_train]
         config = finetune.TrainConfig(

@@ -1,13 +1,19 @@
 """Figures the chapters share: a colour-blind-safe palette, decision regions,
-image grids and training curves. Each function draws on an Axes it is given (or
-a new one) and returns it, so chapters add their own titles and captions."""
+image grids, training curves, gridworlds and latent spaces; and the figures
+the live panels of ``nnlib.viz.widgets`` redraw (the playground's run, a step
+of the LSTM, a kernel's output, a point of a latent space). Each function
+draws on an Axes it is given (or a new one) and returns it, so chapters add
+their own titles and captions."""
 from __future__ import annotations
 
 import numpy as np
 
+from ..playground import ToyRun
+
 __all__ = ["OKABE_ITO", "use_book_style", "plot_decision_regions", "show_images",
-           "plot_history", "animation_html", "latent_manifold", "plot_codes", "image_rows",
-           "plot_gridworld", "frames_animation"]
+           "plot_history", "latent_manifold", "plot_codes", "image_rows", "plot_gridworld",
+           "draw_toy_run", "draw_lstm_step", "draw_kernel_output", "draw_latent_point"]
+
 
 #: Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
@@ -96,40 +102,6 @@ def plot_history(history, ax=None):
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, loc="center right", fontsize=9)
     return ax
-
-
-# matplotlib's to_jshtml draws its buttons with Font Awesome 4 icons from a CDN;
-# plain text symbols (with U+FE0E: not as emoji) work offline and everywhere.
-_ANIMATION_ICONS = {  # all in DejaVu Sans and every common system font
-    "fa-minus": "\u2212", "fa-fast-backward": "\u21e4", "fa-step-backward": "\u25c1",
-    "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u2016", "fa-play": "\u25b6",
-    "fa-step-forward": "\u25b7", "fa-fast-forward": "\u21e5", "fa-plus": "+",
-}
-
-
-def animation_html(anim, fps: float | None = None, default_mode: str = "loop"):
-    """A matplotlib animation as self-contained HTML (the static twin of a widget).
-
-    Same as ``anim.to_jshtml`` but with nothing loaded from the network: the
-    Font Awesome stylesheet link is dropped and the button icons become text.
-    Returns an ``IPython.display.HTML`` object.
-    """
-    import re
-
-    from IPython.display import HTML
-
-    html = anim.to_jshtml(fps=fps, default_mode=default_mode)
-    html, n_links = re.subn(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">',
-                            "", html)
-
-    def icon(m):
-        return _ANIMATION_ICONS.get(m.group(1).replace("fa ", "", 1).strip(), m.group(0))
-
-    html = re.sub(r'<i class="(fa [^"]*)"></i>', icon, html)
-    if re.search(r"https?://", html.split("<script", 1)[0]) or 'class="fa ' in html:
-        raise RuntimeError("animation_html: matplotlib's animation template changed; "
-                           "update nnlib.plots._ANIMATION_ICONS")
-    return HTML(html)
 
 
 def latent_manifold(decode, z_range=(-3.0, 3.0), n: int = 15, image_shape=(8, 8), ax=None):
@@ -272,30 +244,138 @@ def plot_gridworld(env, values=None, policy=None, ax=None, title: str | None = N
     return ax
 
 
-def frames_animation(frames, titles=None, interval: int = 50, width: float = 4.0):
-    """A matplotlib animation of image ``frames`` (``(H, W, 3)`` arrays, such as
-    ``nnlib.rl.render_episode`` returns), one ``titles`` entry per frame.
-    Returns ``(fig, anim)``; pass ``anim`` to ``animation_html``."""
+def draw_toy_run(run: ToyRun, upto: int | None = None, axes=None, resolution: int = 150):
+    """Decision regions of the snapshot taken at or before epoch ``upto`` (left)
+    and the training loss up to then (right)."""
     import matplotlib.pyplot as plt
-    from matplotlib.animation import FuncAnimation
 
-    if not len(frames):
-        raise ValueError("frames_animation: expected at least one frame, got none")
-    if titles is not None and len(titles) != len(frames):
-        raise ValueError(f"frames_animation: expected one title per frame "
-                         f"({len(frames)}), got {len(titles)}")
-    h, w = np.shape(frames[0])[:2]
-    fig, ax = plt.subplots(figsize=(width, width * h / w + 0.35), layout="constrained")
-    im = ax.imshow(frames[0])
-    ax.axis("off")
-    label = ax.set_title(titles[0] if titles else "", fontsize=10)
+    from ..train import accuracy, predict
 
-    def draw(i):
-        im.set_data(frames[i])
-        if titles:
-            label.set_text(titles[i])
-        return im, label
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    ax_regions, ax_loss = axes
+    ax_regions.clear()
+    ax_loss.clear()
+    epoch, state = run.snapshots[-1]
+    if upto is not None:
+        epoch, state = max((s for s in run.snapshots if s[0] <= upto), key=lambda s: s[0])
+    run.model.load_state_dict(state)
+    plot_decision_regions(lambda P: predict(run.model, P), run.X, run.y, ax=ax_regions,
+                          resolution=resolution)
+    acc = accuracy(run.model, run.X, run.y)
+    ax_regions.set_title(f"{run.config['dataset']}: epoch {epoch}, accuracy {acc:.2f}")
+    ax_regions.set_xlabel("feature $x_1$")
+    ax_regions.set_ylabel("feature $x_2$")
+    epochs = np.arange(1, len(run.train_loss) + 1)
+    ax_loss.plot(epochs, run.train_loss, color="0.8", lw=1)
+    ax_loss.plot(epochs[:epoch], run.train_loss[:epoch], color="#0072B2", lw=2)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss (cross-entropy, log scale)")
+    ax_loss.set_title("loss so far (grey: the whole run)")
+    if run.error:
+        ax_loss.text(0.5, 0.5, "diverged:\nsee the message", transform=ax_loss.transAxes,
+                     ha="center", color="#D55E00")
+    return axes
 
-    anim = FuncAnimation(fig, draw, frames=len(frames), interval=interval, blit=False)
-    plt.close(fig)
-    return fig, anim
+
+def _check_trace(inputs, trace, marks):
+    inputs = np.asarray(inputs, dtype=np.float64)
+    if inputs.ndim != 1:
+        raise ValueError(f"lstm stepper: expected inputs of shape (T,), got {inputs.shape}")
+    missing = sorted(set("cif") - set(trace))
+    if missing:
+        raise ValueError(f"lstm stepper: expected a trace with keys c, i, f (LSTM.trace "
+                         f"for one sequence), missing {missing}")
+    for k in "cif":
+        if np.ndim(trace[k]) != 2 or len(trace[k]) != len(inputs):
+            raise ValueError(f"lstm stepper: expected trace[{k!r}] of shape "
+                             f"({len(inputs)}, H), got {np.shape(trace[k])}")
+    marks = np.zeros(len(inputs), bool) if marks is None else np.asarray(marks, bool)
+    return inputs, marks
+
+
+def draw_lstm_step(inputs, trace, t: int, marks=None, axes=None):
+    """One frame of the LSTM stepper: the input sequence (marked steps in
+    orange) with a cursor at step ``t``, and, for steps 1..t, the cell state
+    and the input and forget gates of every unit (rows) as heat maps.
+
+    ``trace`` is ``LSTM.trace`` for one sequence: arrays of shape (T, H).
+    """
+    import matplotlib.pyplot as plt
+
+    inputs, marks = _check_trace(inputs, trace, marks)
+    t_len = len(inputs)
+    if not 0 <= t < t_len:
+        raise ValueError(f"draw_lstm_step: expected 0 <= t < {t_len}, got {t}")
+    if axes is None:
+        _, axes = plt.subplots(4, 1, figsize=(8, 7), sharex=True, layout="constrained")
+    for ax in axes:
+        ax.clear()
+    steps = np.arange(1, t_len + 1)
+    colours = np.where(marks, "#E69F00", "0.75")
+    axes[0].bar(steps, inputs, color=colours, width=0.8)
+    axes[0].set_ylabel("input value")
+    axes[0].set_title(f"step t = {t + 1} of {t_len}"
+                      + ("  (a marked step)" if marks[t] else ""))
+    panels = [("c", "cell state $c_t$", "RdBu_r", None),
+              ("i", "input gate $i_t$", "viridis", (0, 1)),
+              ("f", "forget gate $f_t$", "viridis", (0, 1))]
+    for ax, (key, label, cmap, lims) in zip(axes[1:], panels):
+        shown = np.full(np.shape(trace[key]), np.nan)
+        shown[:t + 1] = trace[key][:t + 1]
+        if lims is None:
+            v = max(float(np.abs(trace[key]).max()), 1e-12)
+            lims = (-v, v)
+        ax.imshow(shown.T, aspect="auto", cmap=cmap, vmin=lims[0], vmax=lims[1],
+                  extent=(0.5, t_len + 0.5, shown.shape[1] - 0.5, -0.5),
+                  interpolation="nearest")
+        ax.set_ylabel(f"{label}\nunit")
+    for ax in axes:
+        ax.axvline(t + 1, color="#D55E00", lw=1)
+    axes[-1].set_xlabel("time step t")
+    return axes
+
+
+def draw_kernel_output(image, kernel, axes=None):
+    """A grey image ``(H, W)`` (left) and its convolution with a 3x3
+    ``kernel`` (right, ``nnlib.data.apply_kernel``: red above 0, blue below):
+    the figure of the kernel explorer. Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    from ..data.images import apply_kernel
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(6, 3))
+    axes[0].imshow(image, cmap="gray_r")
+    axes[0].set_title("input")
+    axes[1].imshow(apply_kernel(image, kernel), cmap="RdBu_r")
+    axes[1].set_title("output (red > 0 > blue)")
+    for ax in axes:
+        ax.axis("off")
+    return axes
+
+
+def draw_latent_point(decode, codes, labels, z, z_range=(-3.0, 3.0), image_shape=(8, 8),
+                      axes=None):
+    """A point ``z = (z_1, z_2)`` of a 2-D latent space marked among the
+    training ``codes`` ``(N, 2)``, coloured by label (left), and ``decode`` of
+    that point as an image (right): the figure of the latent explorer.
+    ``decode``: ``(1, 2) -> (1, H*W)``. Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    lo, hi = z_range
+    z = np.asarray(z, dtype=np.float64).reshape(1, 2)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
+    a, b = axes
+    plot_codes(codes, labels, ax=a, s=4)
+    a.plot(*z[0], "k+", ms=18, mew=2.5)
+    a.set_xlim(lo, hi)
+    a.set_ylim(lo, hi)
+    a.set_title("codes of the training digits")
+    b.imshow(np.asarray(decode(z)).reshape(image_shape), cmap="gray_r", vmin=0,
+             vmax=1)
+    b.set_title(f"decoded at ({z[0, 0]:.2f}, {z[0, 1]:.2f})")
+    b.axis("off")
+    return axes

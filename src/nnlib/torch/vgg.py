@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
-from .module import Module, Sequential
+from ..errors import weights_mismatch
+from ..layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from ..module import Module, Sequential
 
 __all__ = ["CONFIG_D", "VGG", "vgg16", "vgg16_numpy", "VGG16Numpy", "to_numpy",
            "load_vgg16_weights", "layer_table", "IMAGENET_PARAMETERS"]
@@ -116,7 +117,9 @@ def load_vgg16_weights(model: nn.Module, path) -> nn.Module:
     """Load a state dict saved with ``torch.save`` (torchvision's
     ``vgg16-397923af.pth``, or a checkpoint of ``vgg16()``) into ``model``, with
     ``torch.load(..., weights_only=True)``: tensors only, no code is run.
-    Raises naming the file and the first keys or shapes that do not match."""
+    Raises ``nnlib.errors.WeightsMismatchError`` (a ``KeyError`` and a
+    ``ValueError``) naming the file, and the keys that are missing or
+    unexpected, or the first key whose shapes differ, with both shapes."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_vgg16_weights: expected a weights file at {path}, "
@@ -129,18 +132,9 @@ def load_vgg16_weights(model: nn.Module, path) -> nn.Module:
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f"load_vgg16_weights: expected {path} to hold a dict of "
                          f"tensors, got {type(state).__name__}")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise KeyError(f"load_vgg16_weights: {path} does not fit this model: "
-                       f"{len(missing)} missing key(s) {missing[:4]}, {len(unexpected)} "
-                       f"unexpected key(s) {unexpected[:4]}")
-    for k, v in own.items():
-        if state[k].shape != v.shape:
-            raise ValueError(f"load_vgg16_weights: {k} has shape {tuple(state[k].shape)} "
-                             f"in {path}, expected {tuple(v.shape)} (a different width "
-                             f"or number of classes?)")
+    weights_mismatch("load_vgg16_weights",
+                     {k: tuple(v.shape) for k, v in model.state_dict().items()},
+                     {k: tuple(v.shape) for k, v in state.items()}, source=str(path))
     model.load_state_dict(state)
     return model
 

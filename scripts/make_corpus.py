@@ -1,7 +1,7 @@
 """Write the book's character-level text corpus: docstrings of Python's standard
 library, collected in a fixed order, so that chapter 5 trains on the same text
 on every machine (the file is committed; this script only documents how it was
-made). Run:  python tools/make_corpus.py
+made). Run:  python scripts/make_corpus.py
 
 The docstrings are part of Python, (c) Python Software Foundation, under the
 PSF License Agreement, which allows redistribution with this notice.
