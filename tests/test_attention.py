@@ -291,10 +291,11 @@ def test_mha_parameters_and_init_follow_torch(rng):
     b = 1.0 / np.sqrt(E)                   # out_proj: Linear's U(-1/sqrt(E), 1/sqrt(E))
     assert np.abs(m.out_proj.weight.data).max() <= b
     assert np.abs(m.out_proj.weight.data).max() > 0.95 * b
-    # torch's own init has the same bounds
+    # torch's own init has the same bounds (its float32 draws may round past them
+    # by one float32 ulp)
     with torch.no_grad():
-        assert float(t.in_proj_weight.abs().max()) <= a
-        assert float(t.out_proj.weight.abs().max()) <= b
+        assert float(t.in_proj_weight.abs().max()) <= a * (1 + 1e-6)
+        assert float(t.out_proj.weight.abs().max()) <= b * (1 + 1e-6)
     nb = MultiheadAttention(4, 2, bias=False, rng=rng)
     assert list(nb.state_dict()) == list(torch.nn.MultiheadAttention(
         4, 2, bias=False, batch_first=True).state_dict()) == ["in_proj_weight",

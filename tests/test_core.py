@@ -250,3 +250,103 @@ def test_registering_a_twin_first_keeps_the_defaults():
     register_twin(Scale, lambda m, nn: nn.Identity())
     assert type(torch_twin(nnlib.Linear(2, 3))).__name__ == "Linear"
     assert type(torch_twin(nnlib.Tanh())).__name__ == "Tanh"
+
+
+# --- what an independent review of nnlib 1.0 found, now tested ----------------------
+def test_shared_weights_are_one_parameter_stepped_once(rng):
+    """Torch lists a shared weight once; so does nnlib, and one SGD step on the shared
+    network equals torch's step."""
+    import torch
+
+    s = nnlib.Linear(3, 3, rng=rng)
+    model = nnlib.Sequential(s, nnlib.Tanh(), s)
+    twin = torch_twin(model)
+    assert len(model.parameters()) == len(list(twin.parameters())) == 2
+    assert model.num_parameters() == 12
+    x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    model(x)
+    model.backward(g)
+    twin(torch.tensor(x)).backward(torch.tensor(g))
+    norm = nnlib.clip_grad_norm(model.parameters(), 1e9)
+    tnorm = torch.nn.utils.clip_grad_norm_(twin.parameters(), 1e9)
+    assert abs(norm - float(tnorm)) < 1e-10
+    nnlib.SGD(model.parameters(), lr=0.1).step()
+    torch.optim.SGD(twin.parameters(), lr=0.1).step()
+    np.testing.assert_allclose(s.weight.data, twin[0].weight.detach().numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="the same one at positions 0 and 1"):
+        nnlib.SGD([s.weight, s.weight], lr=0.1)
+
+
+def test_twin_keeps_each_submodules_mode(rng):
+    """A BatchNorm in eval mode inside a model in training mode (a frozen backbone)."""
+    import torch
+
+    bn = nnlib.BatchNorm1d(3)
+    bn.running_mean[...] = 1.0
+    model = nnlib.Sequential(bn, nnlib.Linear(3, 2, rng=rng))
+    bn.eval()
+    twin = torch_twin(model)
+    assert twin.training and not twin[0].training
+    x = rng.standard_normal((5, 3))
+    np.testing.assert_allclose(model(x), twin(torch.tensor(x)).detach().numpy(), rtol=1e-12)
+
+
+def test_container_and_child_out_of_step_is_an_error(rng):
+    model = mlp(rng)
+    x, z = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    model(x)
+    model[:2](z)                    # layer 0 runs again, alone, before model's backward
+    with pytest.raises(RuntimeError, match="reverse order of the forward calls"):
+        model.backward(np.ones((5, 3)))
+
+
+def test_a_failed_backward_keeps_its_cache(rng):
+    lin = nnlib.Linear(3, 2, rng=rng)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    gb = rng.standard_normal((4, 2))
+    lin(a)
+    lin(b)
+    with pytest.raises(ValueError, match="grad_out"):
+        lin.backward(gb.T)                             # wrong shape: nothing is used up
+    lin.backward(gb)
+    np.testing.assert_allclose(lin.weight.grad, gb.T @ b, rtol=1e-12)
+    assert lin.pending_backward == 1
+
+
+def test_backward_after_an_optimizer_step_is_an_error(rng):
+    lin = nnlib.Linear(3, 2, rng=rng)
+    opt = nnlib.SGD(lin.parameters(), lr=0.1)
+    lin(rng.standard_normal((4, 3)))
+    opt.step()
+    with pytest.raises(RuntimeError, match="changed in place"):
+        lin.backward(np.ones((4, 2)))
+
+
+def test_reserved_child_names_and_custom_resets():
+    from collections import OrderedDict
+
+    for bad in ("cache", "forward", "0.1"):
+        with pytest.raises(ValueError, match="cannot be named"):
+            nnlib.Sequential(OrderedDict([(bad, nnlib.Linear(2, 2))]))
+
+    class Owns(nnlib.Module):
+        """x: (N, 3) -> (N, 3)."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = nnlib.Parameter(np.full(3, 5.0))
+
+    with pytest.raises(NotImplementedError, match=r"owns parameters \['w'\]"):
+        Owns().reset_parameters()
+
+
+def test_reset_draws_from_torchs_distribution():
+    """Linear(200, 300): U(-b, b) with b = 1/sqrt(200), as torch: max near b, std b/sqrt 3."""
+    import torch
+
+    lin = nnlib.Linear(200, 300).reset_parameters(np.random.default_rng(3))
+    b = 1 / np.sqrt(200)
+    t = torch.nn.Linear(200, 300).weight.detach().numpy()
+    for w in (lin.weight.data, t):
+        assert b * 0.99 < np.abs(w).max() <= b * (1 + 1e-6)
+        assert abs(w.std() - b / np.sqrt(3)) < 0.02 * b

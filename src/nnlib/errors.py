@@ -1,4 +1,5 @@
-"""nnlib's exceptions: one family, so a reader catches what they mean.
+"""nnlib's exceptions: one family under ``NNLibError``, so a reader catches what
+they mean.
 
 * ``NonFiniteError`` -- an array that should be finite holds NaN or infinity
   (an input, a gradient, a loss). It is both a ``FloatingPointError`` and a
@@ -13,11 +14,17 @@
 """
 from __future__ import annotations
 
-__all__ = ["NonFiniteError", "DivergenceError", "WeightsMismatchError", "CheckpointError",
+__all__ = ["NNLibError", "NonFiniteError", "DivergenceError", "WeightsMismatchError", "CheckpointError",
            "weights_mismatch"]
 
 
-class NonFiniteError(FloatingPointError, ValueError):
+class NNLibError(Exception):
+    """The base of nnlib's own exceptions (``except nnlib.errors.NNLibError``).
+    Wrong arguments are reported with Python's ``TypeError`` / ``ValueError``
+    and a message naming what was expected and what was got."""
+
+
+class NonFiniteError(NNLibError, FloatingPointError, ValueError):
     """An array that should be finite holds NaN or infinity."""
 
 
@@ -25,14 +32,14 @@ class DivergenceError(NonFiniteError):
     """Training produced NaN or infinity (loss or gradients); the message says where."""
 
 
-class WeightsMismatchError(KeyError, ValueError):
+class WeightsMismatchError(NNLibError, KeyError, ValueError):
     """Weights that do not fit: the message names the key(s) and the shapes."""
 
     def __str__(self) -> str:          # KeyError would print the message in quotes
         return str(self.args[0]) if self.args else ""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NNLibError, ValueError):
     """A checkpoint that cannot be read, or that belongs to another run."""
 
 

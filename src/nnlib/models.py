@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import LSTM, Dropout, Embedding, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-from .losses import softmax
+from .functional import softmax
 from .module import Sequential
 from .random import get_rng
 

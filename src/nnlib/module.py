@@ -38,6 +38,7 @@ from .errors import weights_mismatch
 __all__ = ["Parameter", "Module", "Sequential", "no_grad", "is_grad_enabled"]
 
 _GRAD = {"enabled": True}
+_COUNTER = {"n": 0}
 
 
 @contextlib.contextmanager
@@ -76,6 +77,8 @@ class Parameter:
         self.data = data
         self.grad = np.zeros_like(data)
         self.requires_grad = bool(requires_grad)
+        #: bumped by every optimizer step; a backward after a step is an error
+        self.version = 0
 
     @property
     def shape(self) -> tuple:
@@ -144,7 +147,9 @@ class Module:
     def _push_cache(self, value) -> None:
         if not _GRAD["enabled"]:
             return
-        self._caches.append(value)
+        _COUNTER["n"] += 1
+        versions = tuple(p.version for p in self._parameters.values())
+        self._caches.append((_COUNTER["n"], versions, value))
         if len(self._caches) > self.max_cache_depth:
             del self._caches[0]
             object.__setattr__(self, "_dropped", self._dropped + 1)
@@ -153,7 +158,22 @@ class Module:
     def cache(self):
         """The latest cache not yet used by a backward, or None (read-only;
         assigning ``self.cache = ...`` pushes a new one)."""
-        return self._caches[-1] if self._caches else None
+        return self._caches[-1][2] if self._caches else None
+
+    def _cache_token(self):
+        """An id of the latest cache (None if there is none): a container
+        records its children's tokens in forward and checks them in backward."""
+        return self._caches[-1][0] if self._caches else None
+
+    def _expect_token(self, token, where: str) -> None:
+        """Raise unless this module's latest cache is the one with ``token``."""
+        if self._cache_token() != token:
+            raise RuntimeError(
+                f"{where}: the cache of {type(self).__name__} is not the one its forward "
+                "saved: the layer was run again in between (alone, or inside another "
+                "container) and backward calls must come in the reverse order of the "
+                "forward calls; run forward again, or use nnlib.no_grad() for passes "
+                "you will not differentiate")
 
     @property
     def pending_backward(self) -> int:
@@ -181,7 +201,14 @@ class Module:
                                "than forward): there is no cached input to "
                                "differentiate at; call forward(x) first, outside "
                                "nnlib.no_grad()")
-        return self._caches.pop()
+        entry = self._caches.pop()
+        object.__setattr__(self, "_popped", entry)
+        if entry[1] != tuple(p.version for p in self._parameters.values()):
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: the parameters were changed in place "
+                "(an optimizer step) after the forward this backward belongs to; the "
+                "gradient would mix old and new weights. Run forward again after the step")
+        return entry[2]
 
     def _grad_out(self, grad_out, out_shape) -> np.ndarray:
         """Validate ``grad_out`` in ``backward``: it must have the shape of the
@@ -194,15 +221,35 @@ class Module:
             hint = ("; backward calls must come in the reverse order of the forward "
                     "calls: this one was matched with the latest forward not yet "
                     "differentiated") if self._caches else ""
+            self._unpop()
             raise ValueError(f"{e}{hint}") from None
+        except TypeError:
+            self._unpop()
+            raise
         return grad_out
+
+    def _unpop(self) -> None:
+        """Put back the cache a failed backward popped, so a corrected call works."""
+        entry = self.__dict__.get("_popped")
+        if entry is not None:
+            self._caches.append(entry)
+            object.__setattr__(self, "_popped", None)
 
     # --- parameters -------------------------------------------------------
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(name, Parameter) pairs, each Parameter once (as torch): a layer used
+        twice in a network, with its weights shared, is listed under its first name."""
+        seen = set()
+        for name, p in self._named_parameters_all(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _named_parameters_all(self, prefix: str = ""):
         for name, p in self._parameters.items():
             yield prefix + name, p
         for mname, m in self._modules.items():
-            yield from m.named_parameters(prefix + mname + ".")
+            yield from m._named_parameters_all(prefix + mname + ".")
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
@@ -237,15 +284,21 @@ class Module:
 
     def reset_parameters(self, rng=None) -> "Module":
         """Draw every parameter again from its layer's default initialisation
-        (each layer with parameters defines its own; containers recurse)."""
+        (each layer with parameters defines its own; containers recurse). A
+        module that owns parameters itself must override this method."""
+        if self._parameters:
+            raise NotImplementedError(
+                f"{type(self).__name__} owns parameters {list(self._parameters)} but defines "
+                "no reset_parameters(rng=None); write one that redraws them")
         for m in self._modules.values():
             m.reset_parameters(rng)
         return self
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter array (and buffer, such as BatchNorm's
-        running statistics), keyed by PyTorch-style names."""
-        state = OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
+        running statistics), keyed by PyTorch-style names; a shared weight
+        appears under each of its names, as in torch's ``state_dict``."""
+        state = OrderedDict((n, p.data.copy()) for n, p in self._named_parameters_all())
         state.update((n, b.copy()) for n, b in self.named_buffers())
         return state
 
@@ -260,7 +313,7 @@ class Module:
     def load_state_dict(self, state: dict) -> None:
         """Copy ``state`` (name -> array) into the parameters and buffers;
         names and shapes must match, or ``WeightsMismatchError`` names them."""
-        own = dict(self.named_parameters())
+        own = dict(self._named_parameters_all())
         buffers = dict(self.named_buffers())
         expected = {k: v.shape for k, v in own.items()}
         expected.update({k: v.shape for k, v in buffers.items()})
@@ -272,7 +325,7 @@ class Module:
             b[...] = np.asarray(state[name])
 
     def save(self, path) -> None:
-        """Write every parameter to a NumPy ``.npz`` file (keys: parameter names).
+        """Write every parameter and buffer to a NumPy ``.npz`` file (keys: their names).
         As with ``np.savez``, ``.npz`` is appended to a path without it."""
         np.savez(path, **self.state_dict())
 
@@ -324,6 +377,10 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: expected Module instances, got "
                                 f"{type(layer).__name__} at position {i}")
+            if not isinstance(name, str) or hasattr(Sequential, name) or name in (
+                    "cache", "training") or "." in name or not name:
+                raise ValueError(f"Sequential: a child cannot be named {name!r} (it "
+                                 "clashes with an attribute or is not a plain name)")
             setattr(self, name, layer)
 
     def __len__(self) -> int:
@@ -338,13 +395,17 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x):
+        tokens = []
         for layer in self:
             x = layer.forward(x)
-        self.cache = True
+            tokens.append(layer._cache_token())
+        self.cache = tokens
         return x
 
     def backward(self, grad_out):
-        self._cached()
-        for layer in reversed(list(self)):
+        tokens = self._cached()
+        for layer, token in zip(reversed(list(self)), reversed(tokens)):
+            if token is not None:       # None: the child kept no cache (no_grad inside)
+                layer._expect_token(token, "Sequential.backward")
             grad_out = layer.backward(grad_out)
         return grad_out

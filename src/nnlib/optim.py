@@ -26,7 +26,9 @@ left alone; the weights shrink directly, first, then the Adam step follows
 
 Every optimizer skips a parameter whose ``requires_grad`` is False (a frozen
 parameter): its data and its optimizer state stay as they are, as torch skips
-a parameter whose ``grad`` is None.
+a parameter whose ``grad`` is None. A trainable parameter that received no
+gradient in a step (its ``grad`` is zero) is *not* skipped: momentum and decay
+still move it, where torch, whose grad would be None, would leave it.
 
 Learning-rate schedules (as ``torch.optim.lr_scheduler``) set the optimizer's
 ``lr``. Build one after the optimizer; it stores the base learning rate as
@@ -69,16 +71,23 @@ def _as_params(params, where):
     if not params:
         raise ValueError(f"{where}: expected a non-empty list of Parameters "
                          "(model.parameters()), got an empty one")
+    seen = {}
     for i, p in enumerate(params):
         if not isinstance(p, Parameter):
             raise TypeError(f"{where}: expected Parameter objects, got "
                             f"{type(p).__name__} at position {i}")
+        if id(p) in seen:
+            raise ValueError(f"{where}: expected each Parameter once, got the same one at "
+                             f"positions {seen[id(p)]} and {i} (a shared weight would be "
+                             "stepped twice); model.parameters() lists each once")
+        seen[id(p)] = i
     return params
 
 
 def _check_hyper(where, **values):
     for name, v in values.items():
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+        if not (isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+                and v >= 0):
             raise ValueError(f"{where}: expected {name} to be a finite number >= 0, got {v!r}")
 
 
@@ -107,6 +116,7 @@ class Optimizer:
         for p, state in zip(self.params, self.state):
             if _trainable(p):
                 self._update(p, state)
+                p.version += 1           # a backward still pending would be stale now
 
     def _update(self, p: Parameter, state: dict) -> None:
         raise NotImplementedError

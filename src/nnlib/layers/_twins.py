@@ -14,6 +14,7 @@ from ..module import Sequential
 __all__ = ["register_twin", "twin_builder", "registered_twins", "build_twin"]
 
 _BUILDERS: dict[type, Callable] = {}
+_MEMO: dict = {"active": None}
 
 
 def register_twin(cls: type, builder: Callable) -> type:
@@ -39,14 +40,24 @@ def registered_twins() -> dict:
 
 def build_twin(module, nn):
     """The torch module for ``module`` (weights not copied), from its registered
-    builder; composite builders call this for their children."""
-    builder = _BUILDERS.get(type(module))
-    if builder is None:
-        raise TypeError(f"torch_twin: no twin registered for {type(module).__name__}; "
-                        "add one with nnlib.testing.register_twin(cls, "
-                        "lambda m, nn: torch_module)")
-    return builder(module, nn)
-
+    builder; composite builders call this for their children. A child that
+    appears twice (shared weights) becomes one torch module used twice."""
+    top = _MEMO["active"] is None
+    if top:
+        _MEMO["active"] = {}
+    try:
+        memo = _MEMO["active"]
+        if id(module) not in memo:
+            builder = _BUILDERS.get(type(module))
+            if builder is None:
+                raise TypeError(f"torch_twin: no twin registered for {type(module).__name__}; "
+                                "add one with nnlib.testing.register_twin(cls, "
+                                "lambda m, nn: torch_module)")
+            memo[id(module)] = builder(module, nn)
+        return memo[id(module)]
+    finally:
+        if top:
+            _MEMO["active"] = None
 
 register_twin(Sequential, lambda m, nn: nn.Sequential(OrderedDict(
     (name, build_twin(child, nn)) for name, child in m._modules.items())))

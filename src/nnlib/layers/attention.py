@@ -338,7 +338,8 @@ class TransformerEncoderLayer(Module):
     ``is_causal=True`` without ``src_mask`` applies the causal mask. One
     difference from torch in training mode with ``dropout > 0``: torch also
     drops attention weights inside ``self_attn``; nnlib does not (evaluation
-    mode, or ``dropout=0``, agree exactly).
+    mode, or ``dropout=0``, agree exactly). For that reason ``dropout``
+    defaults to 0.0 here, where torch's default is 0.1: pass it explicitly.
     """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048,

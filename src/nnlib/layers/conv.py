@@ -128,8 +128,8 @@ class AvgPool2d(_Pool2d):
 class AdaptiveAvgPool2d(Module):
     """Average pooling to a fixed output size whatever the input's, with
     PyTorch's windows; ``AdaptiveAvgPool2d(1)`` is *global average pooling*:
-    one number per channel, the head of modern CNNs (ResNet, VGG's
-    ``avgpool``).
+    one number per channel, the head of modern CNNs such as ResNet
+    (VGG's ``avgpool`` is ``AdaptiveAvgPool2d((7, 7))`` instead).
 
     ``x: (N, C, H, W) -> (N, C, H_o, W_o)`` with ``(H_o, W_o) = output_size``."""
 

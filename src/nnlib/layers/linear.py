@@ -20,7 +20,8 @@ def _positive_int(where, name, v):
 
 
 class Linear(Module):
-    """``x: (..., in_features) -> y: (..., out_features)``, ``y = x @ W.T + b``.
+    """``x: (N, ..., in_features) -> y: (N, ..., out_features)``, ``y = x @ W.T + b``
+    (at least 2 dimensions: a single example is a batch of one, ``x[None]``).
 
     ``weight`` has shape ``(out_features, in_features)`` and ``bias`` shape
     ``(out_features,)``, as ``torch.nn.Linear``. The default initialisation is

@@ -62,6 +62,7 @@ class LoRALinear(Module):
         return self
 
     def forward(self, x):
+        x = self._input(x, min_ndim=2)
         y = self.base.forward(x)
         u, cache_a = linear_forward(x, self.lora_A.data)           # (..., r)
         d, cache_b = linear_forward(u, self.lora_B.data)           # (..., out)
@@ -98,7 +99,8 @@ class LoRALinear(Module):
 
 def _lora_twin(m, nn):
     """The LoRA update written in torch as the reference (peft-style) code does:
-    base(x) + scaling * (x @ A^T) @ B^T, with the base frozen."""
+    base(x) + (alpha / r) * (x @ A^T) @ B^T, with the base frozen (the scale
+    from alpha and r, not from the layer's own ``scaling``)."""
     import torch
 
     class LoRATwin(nn.Module):
@@ -110,7 +112,7 @@ def _lora_twin(m, nn):
             self.lora_B = nn.Parameter(torch.zeros(m.out_features, m.r))
 
         def forward(self, x):
-            return self.base(x) + m.scaling * (x @ self.lora_A.T) @ self.lora_B.T
+            return self.base(x) + (m.alpha / m.r) * (x @ self.lora_A.T) @ self.lora_B.T
     return LoRATwin()
 
 

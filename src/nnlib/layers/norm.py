@@ -21,10 +21,12 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True, dtype=np.float64):
         super().__init__()
         where = type(self).__name__
-        if not isinstance(num_features, (int, np.integer)) or num_features < 1:
+        if not isinstance(num_features, (int, np.integer)) or isinstance(num_features, bool) \
+                or num_features < 1:
             raise ValueError(f"{where}: expected num_features to be a positive integer, "
                              f"got {num_features!r}")
-        if not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
+        if not (isinstance(momentum, (int, float)) and not isinstance(momentum, bool)
+                and 0 <= momentum <= 1):
             raise ValueError(f"{where}: expected momentum in [0, 1], got {momentum!r} "
                              "(a cumulative average, torch's momentum=None, is not "
                              "supported)")

@@ -36,7 +36,7 @@ class _Recurrent(Module):
         super().__init__()
         name = type(self).__name__
         for what, v in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}: expected {what} to be a positive integer, got {v!r}")
         self.input_size, self.hidden_size = int(input_size), int(hidden_size)
         g, h = self.GATES * hidden_size, hidden_size

@@ -31,20 +31,29 @@ class Residual(Module):
         self.has_shortcut = shortcut is not None
 
     def forward(self, x):
+        x = self._input(x)
         y = self.block.forward(x)
         skip = self.shortcut.forward(x) if self.has_shortcut else x
         if skip.shape != y.shape:
             raise ValueError(f"Residual.forward: the block returned shape {y.shape} but the "
                              f"shortcut {skip.shape}; they must match to be added (give a "
                              "shortcut that maps the input to the block's output shape)")
-        self.cache = y.shape
+        tokens = (self.block._cache_token(),
+                  self.shortcut._cache_token() if self.has_shortcut else None)
+        self.cache = (y.shape, tokens)
         return skip + y
 
     def backward(self, grad_out):
-        shape = self._cached()
+        shape, (t_block, t_short) = self._cached()
         g = self._grad_out(grad_out, shape)
-        dx = self.block.backward(g)
-        return dx + (self.shortcut.backward(g) if self.has_shortcut else g)
+        if self.has_shortcut and t_short is not None:
+            self.shortcut._expect_token(t_short, "Residual.backward")
+            d_short = self.shortcut.backward(g)
+        else:
+            d_short = g
+        if t_block is not None:
+            self.block._expect_token(t_block, "Residual.backward")
+        return self.block.backward(g) + d_short
 
 
 def _residual_twin(m, nn):

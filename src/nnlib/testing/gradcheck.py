@@ -89,7 +89,10 @@ def check_module_gradients(module: Module, x: np.ndarray, rng=None,
     hide errors that cancel in a sum). ``x``: any input ``module`` accepts,
     float64 (or integer token ids, whose gradient is not checked); the upstream
     gradient has the shape of ``module(x)``. Frozen parameters are skipped.
-    Run it in evaluation mode for layers that draw randomness (dropout)."""
+    Run it in evaluation mode for layers that draw randomness (dropout).
+    Every forward runs in the module's mode: in training mode a BatchNorm's
+    running statistics are updated by each of the thousands of forwards;
+    save and restore its ``state_dict`` around the check if they matter."""
     rng = get_rng(rng)
     integer_input = isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.integer)
     if not integer_input:       # token ids have no gradient: only the parameters are checked

@@ -137,14 +137,16 @@ for _cls in (L.RNN, L.LSTM, L.GRU):
 def _batchnorm(cls, spatial):
     def draw_case(draw):
         c = draw(st.integers(1, 4))
-        m = cls(c, momentum=draw(st.sampled_from([0.1, 0.5])), affine=draw(st.booleans()))
+        m = cls(c, momentum=draw(st.sampled_from([0.1, 0.5])), affine=draw(st.booleans()),
+                track_running_stats=draw(st.booleans()))
         m.train(draw(st.booleans()))
         # training: >= 3 values per statistic (with 2, each output is +-1 whatever
         # the input, a gradient of ~eps that no relative check can resolve);
         # evaluation: batch 1 too
-        shape = (draw(st.integers(3 if m.training else 1, 5)), c) + \
+        batch_stats = m.training or not m.track_running_stats
+        shape = (draw(st.integers(3 if batch_stats else 1, 5)), c) + \
             draw(st.sampled_from(spatial))
-        if not m.training:           # running statistics that are not the defaults
+        if not m.training and m.track_running_stats:   # statistics not at their defaults
             g = _rng(draw)
             m.running_mean[...] = g.standard_normal(c)
             m.running_var[...] = g.uniform(0.5, 2.0, c)

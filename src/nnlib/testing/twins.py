@@ -43,7 +43,7 @@ def torch_twin(module: Module, dtype=None, device: str = "cpu", copy_weights: bo
     if copy_weights:
         twin = twin.to(dtype=dtype or torch.float64, device=device)
         state = twin.state_dict()
-        own = {n: p.data for n, p in module.named_parameters()}
+        own = {n: p.data for n, p in module._named_parameters_all()}
         own.update(module.named_buffers())
         weights_mismatch("torch_twin", {k: tuple(v.shape) for k, v in state.items()},
                          {k: np.shape(v) for k, v in own.items()},
@@ -55,7 +55,10 @@ def torch_twin(module: Module, dtype=None, device: str = "cpu", copy_weights: bo
         frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
         for name, p in twin.named_parameters():
             p.requires_grad_(name not in frozen)
-        twin.train(module.training)
+        torch_modules = dict(twin.named_modules())
+        for name, m in module.named_modules():     # each submodule's own mode (a frozen,
+            if name in torch_modules:             # evaluating BatchNorm inside a model)
+                torch_modules[name].train(m.training)
     return twin
 
 
