@@ -62,11 +62,25 @@ class _WrongBackward(nnlib.Linear):
         return dx
 
 
+class _WrongTanh(nnlib.Tanh):
+    """tanh with the derivative 1 - tanh(x) instead of 1 - tanh(x)^2."""
+
+    def backward(self, grad_out):
+        y, _ = self._cached()
+        return grad_out * (1.0 - y)
+
+
 def test_the_checks_reject_a_wrong_layer(rng):
-    """Both checks fail a layer that is 1% wrong in one gradient (the suite can see it)."""
+    """Both checks fail a layer that is 1% wrong in one gradient, and a tanh with a
+    wrong derivative (the suite can see a wrong layer; the preface says so)."""
     layers._twins.register_twin(_WrongBackward, twin_builder(nnlib.Linear))
+    layers._twins.register_twin(_WrongTanh, twin_builder(nnlib.Tanh))
     x = rng.standard_normal((3, 4))
     with pytest.raises(AssertionError, match="grad weight"):
         assert_matches_torch(_WrongBackward(4, 2, rng=rng), x, rng)
     with pytest.raises(AssertionError, match="weight"):
         assert_gradients_ok(_WrongBackward(4, 2, rng=rng), x, rng)
+    with pytest.raises(AssertionError, match="grad input"):
+        assert_matches_torch(_WrongTanh(), x, rng)
+    with pytest.raises(AssertionError, match="input"):
+        assert_gradients_ok(_WrongTanh(), x, rng)
