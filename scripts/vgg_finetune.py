@@ -141,6 +141,11 @@ def main(argv=None):
             torch.cuda.set_device(local)
             args.device = f"cuda:{local}"
         torch.distributed.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+        if args.batch_norm and not args.device.startswith("cuda") and \
+                int(os.environ.get("RANK", "0")) == 0:
+            print("note: BatchNorm on several CPU processes normalises each process's "
+                  "share with its own statistics (PyTorch's SyncBatchNorm needs a GPU), "
+                  "so the steps differ slightly from one process's", file=sys.stderr)
     rank = int(os.environ.get("RANK", "0"))
     torch.manual_seed(args.seed)
     model = vgg.vgg16(num_classes=10, width=args.width, in_channels=1,
@@ -152,6 +157,9 @@ def main(argv=None):
             head = model.classifier[-1]
             torch.nn.init.normal_(head.weight, 0, 0.01)
             torch.nn.init.zeros_(head.bias)
+    if world > 1 and args.batch_norm and args.device.startswith("cuda"):
+        # one set of batch statistics over the global batch, as one process computes
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if args.benchmark:
         summary = benchmark(model, args)
     else:

@@ -213,3 +213,60 @@ def test_ssl_pretraining_lowers_the_reconstruction_error():
     assert losses[-1] < losses[0]
     assert torch.equal(before["classifier.6.weight"], model.state_dict()["classifier.6.weight"])
     assert not torch.equal(before["features.0.weight"], model.state_dict()["features.0.weight"])
+
+
+def printed_commands():
+    """Every shell command in a ```bash block of the book's pages, continuation
+    lines joined: (page, command)."""
+    import re
+
+    import nbformat
+
+    out = []
+    for page in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in nbformat.read(page, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                for block in re.findall(r"```(?:bash|sh)\n(.*?)```", cell.source, re.S):
+                    out += [(page.name, c.strip()) for c in
+                            block.replace("\\\n", " ").splitlines() if c.strip()]
+    return out
+
+
+# tiny settings appended to each script's printed command (argparse keeps the last)
+TINY = {"scripts/vgg_finetune.py": SMALL + ["--epochs", "1", "--n-train", "64",
+                                            "--batch-size", "16"]}
+
+
+@pytest.mark.parametrize("page,command", printed_commands(), ids=lambda v: str(v)[:40])
+def test_every_printed_command_runs(page, command, tmp_path):
+    """The commands a reader copies from the book run as written (with tiny settings
+    appended); GPU commands run under make gpu-check, not here."""
+    import shlex
+
+    words = shlex.split(command)
+    if "cuda" in words and not torch.cuda.is_available():
+        pytest.skip("a GPU command (make gpu-check runs it)")
+    script = next(w for w in words if w.startswith("scripts/"))
+    assert script in TINY, f"{page} prints a command for {script}, which this test " \
+                           "does not know how to shrink; add it to TINY"
+    if words[0] == "torchrun":
+        nproc = next(w.split("=")[1] for w in words if w.startswith("--nproc_per_node"))
+        prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                  f"--nproc_per_node={nproc}"]
+        rest = words[words.index(script):]
+    else:
+        assert words[0] == "python", command
+        prefix, rest = [sys.executable], words[1:]
+    extra = list(TINY[script])
+    if "--init" in rest:            # the shipped weights fix the width: keep the command's
+        i = extra.index("--width")
+        del extra[i:i + 2]
+    if "--checkpoint" in rest:
+        extra += ["--checkpoint", str(tmp_path / "run.pt")]
+    if "--benchmark" in rest:
+        extra += ["--benchmark", "1", "--warmup", "0", "--side", "32", "--width", "16"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    out = subprocess.run(prefix + rest + extra, capture_output=True, text=True,
+                         timeout=300, env=env, cwd=ROOT)
+    assert out.returncode == 0, f"{page}: `{command}` failed:\n{out.stderr[-3000:]}"
+    json.loads(out.stdout.strip().splitlines()[-1])        # its summary line
