@@ -111,3 +111,43 @@ def test_output_size_rounds_down_like_torch():
         out = torch.nn.functional.conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, k, k),
                                          stride=s, padding=p, dilation=d)
         assert output_size(size, k, s, p, d) == out.shape[-1]
+
+
+# The ways nnlib.functional.conv computes a convolution: im2col from a
+# channels-first or a channels-last copy of the input, and the input gradient
+# by contiguous runs (stride 1, C_in kh kw >= C_out) or tap by tap.
+CONV_PATHS = [  # (C_in, C_out, (H, W), kernel, stride, padding, dilation)
+    (3, 32, (9, 9), 3, 1, 1, 1),                      # channels first, tap by tap
+    (3, 8, (9, 9), 3, 1, 1, 1),                       # channels first, contiguous runs
+    (16, 8, (7, 7), 3, 1, 1, 1),                      # channels last, contiguous runs
+    (16, 8, (9, 9), 3, 2, 1, 1),                      # channels last, strided: tap by tap
+    (8, 4, (9, 11), 3, 1, 2, 2),                      # dilated
+    (12, 5, (6, 6), 1, 1, 0, 1),                      # 1 x 1
+    (6, 7, (7, 10), (2, 3), (1, 2), (1, 0), (2, 1)),  # nothing square, channels last
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("cin,cout,hw,k,stride,padding,dilation", CONV_PATHS)
+def test_conv2d_functional_matches_torch_on_every_path_and_keeps_dtype(
+        cin, cout, hw, k, stride, padding, dilation, dtype, rng):
+    from nnlib.functional.conv import conv2d_backward, conv2d_forward
+    kernel = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal((3, cin, *hw)).astype(dtype)
+    w = rng.standard_normal((cout, cin, *kernel)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype)
+    y, cache = conv2d_forward(x, w, b, stride, padding, dilation)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads = conv2d_backward(dy, cache)
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, stride, padding, dilation)
+    yt.backward(torch.from_numpy(dy))
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-3)
+    for name, ours, theirs in zip(("y", "dx", "dw", "db"), (y, *grads),
+                                  (yt, xt.grad, wt.grad, bt.grad)):
+        assert ours.dtype == dtype, f"{name} is {ours.dtype}, not {np.dtype(dtype)}"
+        assert ours.shape == tuple(theirs.shape), name
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), err_msg=name, **tol)
+    assert cache[1].dtype == dtype                    # the kept im2col matrix too
+    for first, second in zip(grads, conv2d_backward(dy, cache)):   # the cache is unchanged
+        np.testing.assert_array_equal(first, second)
