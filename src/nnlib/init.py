@@ -13,7 +13,7 @@ import numpy as np
 
 from .random import get_rng
 
-__all__ = ["uniform", "normal", "fans", "calculate_gain", "xavier_uniform",
+__all__ = ["uniform", "fill_uniform", "normal", "fans", "calculate_gain", "xavier_uniform",
            "xavier_normal", "kaiming_uniform", "kaiming_normal"]
 
 _GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0)}
@@ -29,6 +29,15 @@ def _shape(shape) -> tuple:
 def uniform(shape, low: float, high: float, rng=None, dtype=np.float64) -> np.ndarray:
     """An array of ``shape`` drawn from U(low, high)."""
     return get_rng(rng).uniform(low, high, size=_shape(shape)).astype(dtype)
+
+
+def fill_uniform(params, bound: float, rng=None) -> None:
+    """Fill each Parameter in ``params`` (None entries skipped), in order, in
+    place with U(-bound, bound) in its own dtype: PyTorch's default for Linear,
+    Conv2d and the recurrent layers, ``bound = 1/sqrt(fan_in)``."""
+    for p in params:
+        if p is not None:
+            p.data[...] = uniform(p.shape, -bound, bound, rng=rng, dtype=p.data.dtype)
 
 
 def normal(shape, std: float, rng=None, dtype=np.float64) -> np.ndarray:

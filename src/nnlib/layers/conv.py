@@ -44,12 +44,7 @@ class Conv2d(Module):
     def reset_parameters(self, rng=None) -> "Conv2d":
         """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias, as PyTorch."""
         bound = 1.0 / math.sqrt(init.fans(self.weight.shape)[0])
-        dtype = self.weight.data.dtype
-        self.weight.data[...] = init.uniform(self.weight.shape, -bound, bound, rng=rng,
-                                             dtype=dtype)
-        if self.bias is not None:
-            self.bias.data[...] = init.uniform(self.bias.shape, -bound, bound, rng=rng,
-                                               dtype=dtype)
+        init.fill_uniform((self.weight, self.bias), bound, rng)
         return self
 
     def forward(self, x):

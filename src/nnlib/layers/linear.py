@@ -43,13 +43,7 @@ class Linear(Module):
 
     def reset_parameters(self, rng=None) -> "Linear":
         """U(-1/sqrt(in_features), 1/sqrt(in_features)) for weight and bias."""
-        bound = 1.0 / math.sqrt(self.in_features)
-        dtype = self.weight.data.dtype
-        self.weight.data[...] = init.uniform(self.weight.shape, -bound, bound, rng=rng,
-                                             dtype=dtype)
-        if self.bias is not None:
-            self.bias.data[...] = init.uniform(self.bias.shape, -bound, bound, rng=rng,
-                                               dtype=dtype)
+        init.fill_uniform((self.weight, self.bias), 1.0 / math.sqrt(self.in_features), rng)
         return self
 
     def forward(self, x):

@@ -49,9 +49,7 @@ class _Recurrent(Module):
     def reset_parameters(self, rng=None):
         """U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) for every weight and
         bias, as PyTorch, drawn in the order weight_ih, weight_hh, bias_ih, bias_hh."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            p.data[...] = init.uniform(p.shape, -bound, bound, rng=rng, dtype=p.data.dtype)
+        init.fill_uniform(self.parameters(), 1.0 / math.sqrt(self.hidden_size), rng)
         return self
 
     def _weights(self):
