@@ -45,6 +45,7 @@ returns ``[lr]``. With base learning rate lr0 and e = last_epoch::
     LambdaLR           lr0 * lr_lambda(e)
     SequentialLR       one schedule after another, switching at the milestones
                        (e.g. a LinearLR warm-up, then CosineAnnealingLR).
+
 Use one schedule per optimizer (combine several with SequentialLR).
 """
 from __future__ import annotations
