@@ -325,8 +325,10 @@ class TransformerEncoderLayer(Module):
     (ReLU or GELU, no parameters). With ``sa(x) = dropout1(self_attn(x))`` and
     ``ff(x) = dropout2(linear2(dropout(act(linear1(x)))))``::
 
-        post-norm (norm_first=False):  x = norm1(x + sa(x)); x = norm2(x + ff(x))
-        pre-norm  (norm_first=True):   x = x + sa(norm1(x)); x = x + ff(norm2(x))
+        post-norm (norm_first=False):
+            x = norm1(x + sa(x));  x = norm2(x + ff(x))
+        pre-norm (norm_first=True):
+            x = x + sa(norm1(x));  x = x + ff(norm2(x))
 
     Backward runs the same steps in reverse; each residual adds the upstream
     gradient to its branch's input gradient. ``bias=False`` removes every
