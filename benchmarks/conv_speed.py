@@ -1,6 +1,6 @@
 """nnlib's NumPy Conv2d against PyTorch on the CPU, float32, same machine, one run.
 
-    .venv/bin/python benchmarks/conv_speed.py [--repeat 7] [--threads N]
+    .venv/bin/python benchmarks/conv_speed.py [--repeat 7] [--threads N] [--save PATH]
 
 For each case it times the forward pass (no cache kept, as torch under
 ``no_grad``), the backward pass alone (input, weight and bias gradients, from a
@@ -13,10 +13,20 @@ PyTorch gets as many threads as NumPy's BLAS uses (read with threadpoolctl,
 printed on the first line), or ``--threads`` for both. Not a test: times
 depend on the machine and, on a shared machine, on its load; the ratios are
 steadier than the times. Takes well under a minute on 2 cores.
+
+``--save PATH`` adds this run's table to a JSON file (one entry per thread
+count, replacing an older entry with the same count), with the date and the
+thread report; chapter 4 prints its table from ``book/data/conv_speed.json``,
+made by ``--threads 2 --save book/data/conv_speed.json`` and ``--threads 1
+--save book/data/conv_speed.json``, so the page shows what was measured
+instead of typed numbers.
 """
 import argparse
+import datetime
+import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -118,6 +128,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=7, help="timings per median (>= 5)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for NumPy's BLAS and for torch (default: NumPy's)")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="add this run to a JSON file (one entry per thread count)")
     args = parser.parse_args(argv)
     if args.repeat < 5:
         parser.error("--repeat must be at least 5")
@@ -128,15 +140,27 @@ def main(argv=None):
         blas = numpy_blas()
         torch.set_num_threads(blas["num_threads"] if blas else 1)
     rng = np.random.default_rng(0)
-    print(f"{thread_report()}; float32; median of {args.repeat}")
+    threads = torch.get_num_threads()
+    report = thread_report()
+    print(f"{report}; float32; median of {args.repeat}")
     print(f"{'case':30s} {'pass':9s} {'nnlib ms':>9s} {'torch ms':>9s} {'ratio':>6s}")
-    rows = []
+    rows, saved = [], []
     for n, cin, cout, hw, k, p in CASES:
         name = f"{n}x{cin}->{cout}, {hw}x{hw}, k{k} p{p}"
         for label, a, b in run_case(n, cin, cout, hw, k, p, rng, args.repeat):
             rows.append((name, label, a / b))
             print(f"{name:30s} {label:9s} {a * 1e3:9.2f} {b * 1e3:9.2f} {a / b:6.2f}",
                   flush=True)
+            saved.append({"case": name, "pass": label, "nnlib_ms": a * 1e3,
+                          "torch_ms": b * 1e3, "ratio": a / b})
+    if args.save is not None:
+        runs = json.loads(args.save.read_text())["runs"] if args.save.exists() else []
+        runs = [r for r in runs if r["threads"] != threads]
+        runs.append({"threads": threads, "date": datetime.date.today().isoformat(),
+                     "report": report, "repeat": args.repeat, "rows": saved})
+        args.save.write_text(json.dumps(
+            {"made_by": "python benchmarks/conv_speed.py --threads N --save PATH",
+             "runs": sorted(runs, key=lambda r: -r["threads"])}, indent=1) + "\n")
     return rows
 
 
