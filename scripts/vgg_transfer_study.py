@@ -2,7 +2,7 @@
 ships, and its table of methods x labels per class x seeds.
 
     python scripts/vgg_transfer_study.py weights   # about 2 minutes on 2 cores
-    python scripts/vgg_transfer_study.py table     # about 17 minutes on 2 cores
+    python scripts/vgg_transfer_study.py table     # about 15 minutes on 2 cores (the saved file records 899 s)
 
 ``weights`` writes book/weights/vgg16_printed.pth (pretrained on printed digits
 rendered from matplotlib's fonts) and book/weights/vgg16_ssl.pth (features
