@@ -50,9 +50,7 @@ unit: $(READY)
 
 notebooks: $(READY)
 	rm -rf _build/.printed
-	# untimed: two notebooks at a time, one per core (each keeps its thread
-	# count, so it prints what it prints alone); the timed run is one at a time
-	$(BATCH) tools/offline.sh $(BIN)/python -m pytest --nbval-lax -n 2 --dist loadfile book/
+	$(BATCH) tools/offline.sh $(BIN)/python -m pytest --nbval-lax book/
 	$(BATCH) tools/offline.sh $(BIN)/python -m pytest -s -m notebooks tests
 
 browser-test: $(READY) system-deps
