@@ -44,6 +44,12 @@ MEASURED_HERE = {("01", 2), ("03", 2), ("08", 1), ("08", 2), ("10", 1), ("10", 2
                  ("10", 3)}
 
 
+def code_cells(chapter: str) -> list[str]:
+    """The source of each code cell of a chapter, in order."""
+    nb = json.loads(next(BOOK.glob(f"{chapter}-*.ipynb")).read_text(encoding="utf-8"))
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
 def solution(chapter: str, number: int) -> str:
     text = exercises(chapter)[number - 1]
     assert "{admonition} Solution" in text and ":class: dropdown" in text, (
@@ -81,8 +87,7 @@ def test_ch01_network_without_activations_is_affine():
 def _chapter01_digits_trainer(hidden: int):
     """Chapter 1's digits split and ``train_digits``, as they stand, with
     ``hidden`` units instead of 64."""
-    nb = json.loads(next(BOOK.glob("01-*.ipynb")).read_text(encoding="utf-8"))
-    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    cells = code_cells("01")
     split = next(c for c in cells if "digits = data.train_val_test_split" in c)
     trainer = next(c for c in cells if "def train_digits" in c)
     trainer = trainer.split("\n\n\nnet, history")[0]
@@ -247,8 +252,7 @@ def test_ch03_smallest_network_for_the_spiral():
 
 def _chapter10_recommender():
     """The recommender's code cells of chapter 10, run as they stand."""
-    nb = json.loads(next(BOOK.glob("10-*.ipynb")).read_text(encoding="utf-8"))
-    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    cells = code_cells("10")
     setup = next(c for c in cells if "class MatrixFactorization" in c)
     namespace = {}
     exec("import numpy as np\nimport nnlib\nfrom nnlib.train import fit\n"
@@ -274,8 +278,7 @@ def test_ch10_recommender_size_sweep():
 
 def _chapter10_code(*markers: str) -> str:
     """Chapter 10's code cells that contain each of ``markers``, in order."""
-    nb = json.loads(next(BOOK.glob("10-*.ipynb")).read_text(encoding="utf-8"))
-    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    cells = code_cells("10")
     return "\n".join(next(c for c in cells if m in c) for m in markers)
 
 
