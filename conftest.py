@@ -1,29 +1,60 @@
 """Repository-wide pytest hooks. Under ``pytest --nbval-lax book/`` (``make
-test``), record what each notebook printed into ``_build/.printed/NAME.txt``;
-``tests/test_notebooks.py`` then runs each notebook once more and requires the
-same text (rule 3: the same printed numbers every run)."""
+test``), nbval's run of each notebook is also the timed run of rule 3: these
+hooks record, per notebook, the seconds from the kernel's start to the end of
+its last cell, the text it printed, and the executed notebook itself (nbval's
+outputs put back into its cells), under ``_build/.printed/``.
+``tests/test_notebooks.py`` then checks the budget and the determinism from
+that record and hands the executed notebook to the build's cache, so that CI
+executes every notebook once when nothing is amiss."""
+import json
+import os
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
 from printed import printed, shown_outputs  # noqa: E402  (tests/printed.py)
 
+# the kernels inherit this process's environment: the inline backend, as for a
+# reader, and no progress bars (they are for people at a live kernel)
+os.environ.pop("MPLBACKEND", None)
+os.environ.setdefault("TQDM_DISABLE", "1")
+
 PRINTED = ROOT / "_build" / ".printed"
 _runs = defaultdict(list)
 _failed = set()
+_start, _end, _notebooks = {}, {}, {}
+
+
+def _is_cell(item):
+    return type(item).__name__ == "IPyNbCell"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """The first cell's setup starts the notebook's kernel (nbval starts it
+    in the file's setup): the clock starts before it."""
+    if _is_cell(item):
+        _start.setdefault(Path(str(item.fspath)), time.perf_counter())
+    yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    if call.when != "call" or not hasattr(item, "test_outputs"):
+    if call.when != "call" or not _is_cell(item) or item.test_outputs is None:
         return
     path = Path(str(item.fspath))
-    _runs[path].append(shown_outputs(item.cell, item.test_outputs or []))
+    _end[path] = time.perf_counter()
+    _runs[path].append(shown_outputs(item.cell, item.test_outputs))
+    item.cell.outputs = list(item.test_outputs)
+    item.cell.execution_count = len(_runs[path])
+    _notebooks[path] = item.parent.nb
     if outcome.get_result().failed:
         _failed.add(path)
 
@@ -33,8 +64,14 @@ def pytest_sessionfinish(session, exitstatus):
         return
     PRINTED.mkdir(parents=True, exist_ok=True)
     for path, cells in _runs.items():
-        target = PRINTED / (path.stem + ".txt")
-        if path in _failed:
-            target.unlink(missing_ok=True)
-        else:
-            target.write_text(printed(cells))
+        stem = PRINTED / path.stem
+        for old in (".txt", ".json", ".ipynb"):
+            stem.with_suffix(old).unlink(missing_ok=True)
+        nb = _notebooks[path]
+        code_cells = sum(c.cell_type == "code" for c in nb.cells)
+        if path in _failed or len(cells) != code_cells:
+            continue
+        nbformat.write(nb, stem.with_suffix(".ipynb"))
+        stem.with_suffix(".json").write_text(json.dumps(
+            {"seconds": round(_end[path] - _start[path], 2)}))
+        stem.with_suffix(".txt").write_text(printed(cells))   # written last: the marker
