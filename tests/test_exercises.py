@@ -247,7 +247,7 @@ def test_ch03_smallest_network_for_the_spiral():
             f"{rest[0]:.2f} and {rest[-1]:.2f}") in text, (width2, text)
     one4 = ", ".join(f"{acc(1, 4, s):.3f}" for s in range(3))
     two4 = ", ".join(f"{acc(2, 4, s):.3f}" for s in range(3))
-    assert f"({one4})" in text and f"(47 weights; {two4})" in text, text
+    assert f"({one4})" in text and f"(47 parameters; {two4})" in text, text
 
 
 def _chapter10_recommender():
@@ -359,3 +359,30 @@ def test_ch09_probe_on_convolutional_features():
     pairs = re.findall(r"convolutional ([\d.]+)%, dense ([\d.]+)%", out.getvalue())
     assert len(pairs) == 3 and all(float(c) > float(d) + 10 for c, d in pairs)
     assert "Much better, on each of the three seeds" in solution("09", 2)
+
+
+def test_ch06_held_out_digits_are_found_in_the_stated_order():
+    """Exercise 1: with one digit left out of training, the reconstruction
+    error finds held-out 4s almost perfectly, 9s well but not perfectly and
+    1s worst, on each of seeds 0, 1 and 2 (the solution's code, per seed)."""
+    from sklearn.metrics import roc_auc_score
+
+    X, y = nnlib.data.load_digits()
+    split = nnlib.data.train_val_test_split(X, y, seed=0)
+    mse = nnlib.MSELoss()
+    for seed in (0, 1, 2):
+        auc = {}
+        for held in (9, 1, 4):
+            keep = split.y_train != held
+            rng = np.random.default_rng(seed)
+            ae = models.autoencoder(64, 16, hidden=(128,), rng=rng)
+            nnlib.train.fit(ae, mse, nnlib.Adam(ae.parameters(), lr=3e-3),
+                            split.X_train[keep], split.X_train[keep],
+                            epochs=100, batch_size=64, rng=rng,
+                            classification=False)
+            s = np.mean((ae(split.X_test) - split.X_test) ** 2, axis=1)
+            auc[held] = roc_auc_score(split.y_test == held, s)
+        assert auc[4] > 0.95 and 0.8 < auc[9] < 0.95 and auc[1] < auc[9], auc
+    text = solution("06", 1)
+    assert "4s picked out almost perfectly" in text and "1s worst" in text
+    assert "seeds 0, 1 and 2" in text
