@@ -47,6 +47,21 @@ def test_step_follows_the_model_and_rejects_misuse():
         env.step(2)
 
 
+def test_step_draws_what_rng_choice_would_draw_from_the_model():
+    env = rl.GridWorld(CLASSIC, slip=0.2)
+    reference, actions = np.random.default_rng(3), np.random.default_rng(9)
+    for episode in range(200):
+        s, _ = env.reset(seed=3) if episode == 0 else env.reset()
+        done = False
+        while not done:
+            a = int(actions.integers(4))
+            outcomes = env.P[s][a]
+            k = reference.choice(len(outcomes), p=[o[0] for o in outcomes])
+            s, r, terminated, truncated, _ = env.step(a)
+            assert (s, r, terminated) == outcomes[k][1:]
+            done = terminated or truncated
+
+
 @pytest.mark.parametrize("rows, message", [
     (["S.", "."], "rows of equal length"),
     (["S.Q"], "only the characters"),
@@ -68,6 +83,41 @@ def test_q_learning_finds_the_optimal_policy_of_a_deterministic_world():
     assert ours == pytest.approx(best)
     assert run.Q[env.start].max() == pytest.approx(V[env.start], abs=1e-3)
     assert run.epsilons[0] == 1.0 and run.epsilons[-1] == pytest.approx(0.05)
+
+
+def _q_learning_by_the_book(env, episodes, alpha, gamma, epsilon, rng):
+    """The update written out with a NumPy table, drawing the same random
+    numbers in the same order as rl.q_learning (constant epsilon)."""
+    Q, visits = np.zeros((env.n_states, 4)), np.zeros((env.n_states, 4), int)
+    for ep in range(episodes):
+        s, _ = env.reset(seed=ep)
+        done = False
+        while not done:
+            if rng.random() < epsilon:
+                a = int(rng.integers(4))
+            else:
+                best = np.flatnonzero(Q[s] == Q[s].max())
+                a = int(best[rng.integers(len(best))])
+            s2, r, terminated, truncated, _ = env.step(a)
+            target = r + (0.0 if terminated else gamma * Q[s2].max())
+            Q[s, a] += alpha * (target - Q[s, a])
+            visits[s, a] += 1
+            s, done = s2, terminated or truncated
+    return Q, visits
+
+
+def test_q_learning_equals_the_update_written_out_and_counts_visits():
+    env = rl.GridWorld(CLASSIC, slip=0.2)
+    run = rl.q_learning(env, episodes=300, alpha=0.2, gamma=0.9, epsilon=0.3,
+                        rng=np.random.default_rng(4))
+    Q, visits = _q_learning_by_the_book(env, 300, 0.2, 0.9, 0.3,
+                                        np.random.default_rng(4))
+    np.testing.assert_array_equal(run.Q, Q)
+    np.testing.assert_array_equal(run.visits, visits)
+    assert run.visits.sum() == sum(run.lengths)
+    for cell in (3, 5, 7):                  # goal, wall, pit: never updated
+        assert (run.visits[cell] == 0).all() and (run.Q[cell] == 0).all()
+    assert (run.visits[env.start] > 0).all()
 
 
 def test_q_learning_rejects_nonsense():

@@ -9,6 +9,7 @@ terminated, truncated, info)``; the model ``P[s][a]`` is a list of
 """
 from __future__ import annotations
 
+import bisect
 import os
 
 import numpy as np
@@ -53,6 +54,13 @@ class GridWorld:
         self.rewards = {"G": goal_reward, "X": pit_reward}
         self.step_reward = step_reward
         self.P = self._model()
+        # cumulative probabilities of each (s, a)'s outcomes, normalised as
+        # Generator.choice does, so that a step draws what choice would
+        self._cdf = {}
+        for s, row in self.P.items():
+            for a, outcomes in row.items():
+                cdf = np.array([o[0] for o in outcomes]).cumsum()
+                self._cdf[s, a] = (cdf / cdf[-1]).tolist()
         self._state, self._steps, self._rng = None, 0, np.random.default_rng()
 
     def cell(self, s: int) -> str:
@@ -97,9 +105,10 @@ class GridWorld:
                                "after an episode ends")
         if action not in range(4):
             raise ValueError(f"GridWorld.step: expected an action 0-3 ({ARROWS}), got {action!r}")
-        outcomes = self.P[self._state][int(action)]
-        k = self._rng.choice(len(outcomes), p=[o[0] for o in outcomes])
-        _, s2, reward, terminated = outcomes[k]
+        action = int(action)
+        # the draw of rng.choice(len(outcomes), p=...), without its overhead
+        k = bisect.bisect_right(self._cdf[self._state, action], self._rng.random())
+        _, s2, reward, terminated = self.P[self._state][action][k]
         self._steps += 1
         truncated = not terminated and self._steps >= self.max_steps
         self._state = None if (terminated or truncated) else s2

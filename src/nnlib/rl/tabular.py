@@ -42,12 +42,15 @@ def greedy_policy(Q) -> np.ndarray:
 
 @dataclass
 class QLearningRun:
-    """What ``q_learning`` returns: the table and per-episode returns and lengths."""
+    """What ``q_learning`` returns: the table, per-episode returns, lengths
+    and epsilons, the snapshots, and ``visits`` ``(n_states, n_actions)``:
+    how many updates each table entry received."""
     Q: np.ndarray
     returns: list = field(default_factory=list)
     lengths: list = field(default_factory=list)
     epsilons: list = field(default_factory=list)
     snapshots: list = field(default_factory=list)
+    visits: np.ndarray | None = None
 
 
 def q_learning(env, episodes: int, alpha: float = 0.1, gamma: float = 0.99,
@@ -75,28 +78,36 @@ def q_learning(env, episodes: int, alpha: float = 0.1, gamma: float = 0.99,
     n_s = env.observation_space.n if hasattr(env, "observation_space") else env.n_states
     n_a = env.action_space.n if hasattr(env, "action_space") else env.n_actions
     decay = decay_episodes or max(1, episodes // 2)
+    # The table lives in Python lists while learning (a 4-element NumPy row
+    # costs microseconds per max); the arithmetic is the same float64.
+    table = [[0.0] * n_a for _ in range(n_s)]
+    visits = [[0] * n_a for _ in range(n_s)]
     run = QLearningRun(np.zeros((n_s, n_a)))
-    Q = run.Q
     for ep in range(episodes):
         eps = start + (end - start) * min(1.0, ep / decay)
         s, _ = env.reset(seed=seed + ep)
         total, steps, done = 0.0, 0, False
         while not done:
+            row = table[s]
             if rng.random() < eps:
                 a = int(rng.integers(n_a))
             else:                        # greedy, ties broken at random
-                best = np.flatnonzero(Q[s] == Q[s].max())
-                a = int(best[rng.integers(len(best))])
+                top = max(row)
+                best = [i for i, q in enumerate(row) if q == top]
+                a = best[int(rng.integers(len(best)))]
             s2, r, terminated, truncated, _ = env.step(a)
-            target = r + (0.0 if terminated else gamma * Q[s2].max())
-            Q[s, a] += alpha * (target - Q[s, a])
+            target = r + (0.0 if terminated else gamma * max(table[s2]))
+            row[a] += alpha * (target - row[a])
+            visits[s][a] += 1
             s, total, steps = s2, total + r, steps + 1
             done = terminated or truncated
         run.returns.append(total)
         run.lengths.append(steps)
         run.epsilons.append(eps)
         if record_every and (ep + 1) % record_every == 0:
-            run.snapshots.append(Q.copy())
+            run.snapshots.append(np.array(table))
+    run.Q[:] = table
+    run.visits = np.array(visits)
     return run
 
 
