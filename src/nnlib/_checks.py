@@ -26,7 +26,7 @@ def as_float_array(x, where: str, name: str = "x", ndim: int | None = None,
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{where}: expected {name} to be a NumPy array, "
                         f"got {type(x).__name__}")
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f":       # np.issubdtype(.., np.floating), 10x faster
         raise TypeError(f"{where}: expected {name} with a floating dtype "
                         f"(float32 or float64), got dtype {x.dtype}; "
                         f"convert with {name}.astype(np.float64)")
