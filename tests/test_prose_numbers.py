@@ -133,3 +133,19 @@ def test_the_prose_test_sees_a_typed_measurement(tmp_path):
     assert DECIMAL.findall(prose("```{glue:figure} f\nerror 0.31\n```\n")) == ["0.31"]
     solution = "````{admonition} Solution\n```python\nf(0.5)\n```\nwe got 0.7\n````\n"
     assert DECIMAL.findall(prose(solution)) == ["0.7"]
+
+
+# numbers the errata page may type, with the reason; every other decimal or
+# percentage on it is pasted from a chapter ({glue:text}`NN-name.ipynb::key:s`)
+ERRATA_ALLOWED = {
+    "0.5": "the bound chapter 6's subspace check asserts (0.5 degrees)",
+    "0.53": "the stand-in's parameter count in millions, a property of its design",
+}
+
+
+def test_numbers_on_the_errata_page_are_pasted_from_the_chapters():
+    text = prose((ROOT / "book" / "errata.md").read_text(encoding="utf-8"))
+    numbers = DECIMAL.findall(text) + [n + "%" for n in PERCENT.findall(text)]
+    typed = [n for n in numbers if n not in ERRATA_ALLOWED]
+    assert not typed, (f"errata.md types {typed}: paste them from the chapter "
+                       "that measures them, or add them to ERRATA_ALLOWED")
