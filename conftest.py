@@ -23,7 +23,7 @@ from printed import printed, shown_outputs  # noqa: E402  (tests/printed.py)
 # the kernels inherit this process's environment: the inline backend, as for a
 # reader, and no progress bars (they are for people at a live kernel)
 os.environ.pop("MPLBACKEND", None)
-os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ["TQDM_DISABLE"] = "1"
 
 PRINTED = ROOT / "_build" / ".printed"
 _runs = defaultdict(list)

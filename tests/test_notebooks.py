@@ -19,7 +19,6 @@ every notebook again. A notebook whose code changed afterwards no longer
 matches its cache entry (the key hashes the code cells) and is executed again.
 """
 import json
-import os
 import time
 from pathlib import Path
 
@@ -32,8 +31,6 @@ pytestmark = pytest.mark.notebooks
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 BUDGET_S = 120
-os.environ["TQDM_DISABLE"] = "1"   # progress bars are for live readers; the kernel inherits this
-os.environ.pop("MPLBACKEND", None)    # kernels use the inline backend, as for a reader
 
 
 CACHE = ROOT / "_build" / ".jupyter_cache"

@@ -20,7 +20,7 @@ from torch import nn
 from .finetune import TrainConfig, _shift, count_trainable, evaluate, fit
 
 __all__ = ["upsample", "printed_digits", "digits_split", "printed_split", "per_class_subset",
-           "METHODS", "small_vgg16", "schedule", "penultimate", "linear_probe",
+           "METHODS", "PATIENCE", "small_vgg16", "schedule", "penultimate", "linear_probe",
            "ssl_pretrain", "transfer_run"]
 
 
@@ -107,6 +107,10 @@ def small_vgg16(seed: int = 0) -> nn.Module:
 
     torch.manual_seed(seed)
     return vgg16(num_classes=10, width=8, in_channels=1, pool=1, batch_norm=True)
+
+
+#: epochs without a better validation score before transfer_run stops a run
+PATIENCE = 12
 
 
 def schedule(n_train: int) -> dict:
@@ -234,7 +238,7 @@ def transfer_run(method: str, split, per_class: int | None, seed: int,
     else:
         # BitFit trains few, small parameters: it needs a larger step (1e-2)
         config = TrainConfig(trainable="bias" if method == "bitfit" else "all", shift=2,
-                             seed=seed, patience=12, lr=1e-2 if method == "bitfit" else 1e-3,
+                             seed=seed, patience=PATIENCE, lr=1e-2 if method == "bitfit" else 1e-3,
                              **schedule(len(keep)))
         r = fit(model, train, val, config, progress=progress)
         out = {"val": r.best_val, "test": evaluate(model, *test),
