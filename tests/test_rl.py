@@ -145,6 +145,35 @@ def test_frozen_lake_through_the_same_functions():
     assert (rl.run_policy(env, rl.greedy_policy(run.Q), episodes=5) == 1.0).all()
 
 
+def test_frozen_lake_fast_steps_are_the_environment_s_own():
+    """q_learning and run_policy step gymnasium's FrozenLake without its
+    wrappers; an extra wrapper turns that off, and both ways must give the
+    same tables, counts, returns and environment state, bit for bit."""
+    gym = pytest.importorskip("gymnasium")
+    from nnlib.rl.envs import _fast_steps, _FrozenLakeSteps
+
+    class Plain(gym.Wrapper):                # a wrapper it does not know
+        pass
+
+    fast, slow = (gym.make("FrozenLake-v1", is_slippery=True, max_episode_steps=20)
+                  for _ in range(2))
+    slow = Plain(slow)
+    assert isinstance(_fast_steps(fast), _FrozenLakeSteps)
+    assert _fast_steps(slow) is slow
+    a, b = (rl.q_learning(env, episodes=400, alpha=0.5, gamma=0.99, epsilon=0.3,
+                          record_every=100, seed=7, rng=np.random.default_rng(1))
+            for env in (fast, slow))
+    for name in ("Q", "visits", "snapshots", "returns", "lengths"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert max(a.lengths) == 20 and sum(a.returns) > 0      # truncated, and goals
+    assert (fast.unwrapped.s, fast.unwrapped.lastaction, fast._elapsed_steps) == \
+        (slow.unwrapped.s, slow.unwrapped.lastaction, slow.env._elapsed_steps)
+    policy = rl.greedy_policy(a.Q)
+    np.testing.assert_array_equal(rl.run_policy(fast, policy, episodes=300),
+                                  rl.run_policy(slow, policy, episodes=300))
+    assert fast.step(0)[1:4] == slow.step(0)[1:4]   # the wrapped env carries on
+
+
 # --- exact policy evaluation and policy gradients ------------------------------
 
 def test_policy_values_agree_with_value_iteration():

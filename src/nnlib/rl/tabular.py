@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..random import get_rng
-from .envs import _model_of
+from .envs import _fast_steps, _model_of
 
 __all__ = ["value_iteration", "policy_values", "q_learning", "QLearningRun",
            "greedy_policy", "run_policy"]
@@ -77,6 +77,7 @@ def q_learning(env, episodes: int, alpha: float = 0.1, gamma: float = 0.99,
     rng = get_rng(rng)
     n_s = env.observation_space.n if hasattr(env, "observation_space") else env.n_states
     n_a = env.action_space.n if hasattr(env, "action_space") else env.n_actions
+    env = _fast_steps(env)              # the same steps, fewer microseconds
     decay = decay_episodes or max(1, episodes // 2)
     # The table lives in Python lists while learning (a 4-element NumPy row
     # costs microseconds per max); the arithmetic is the same float64.
@@ -94,7 +95,8 @@ def q_learning(env, episodes: int, alpha: float = 0.1, gamma: float = 0.99,
             else:                        # greedy, ties broken at random
                 top = max(row)
                 best = [i for i, q in enumerate(row) if q == top]
-                a = best[int(rng.integers(len(best)))]
+                # integers(1) draws nothing, so a lone best skips the call
+                a = best[0] if len(best) == 1 else best[int(rng.integers(len(best)))]
             s2, r, terminated, truncated, _ = env.step(a)
             target = r + (0.0 if terminated else gamma * max(table[s2]))
             row[a] += alpha * (target - row[a])
@@ -116,7 +118,8 @@ def run_policy(env, policy, episodes: int = 100, seed: int = 10_000):
     ...); return the returns, ``(episodes,)``. ``policy`` is an array
     ``(n_states,)`` (state -> action) or a function of the state returning an
     action."""
-    act = policy if callable(policy) else (lambda s, table=np.asarray(policy): table[s])
+    act = policy if callable(policy) else (lambda s, table=np.asarray(policy).tolist(): table[s])
+    env = _fast_steps(env)
     returns = []
     for ep in range(episodes):
         s, _ = env.reset(seed=seed + ep)
