@@ -67,7 +67,8 @@ def _toc_files():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
     for part in toc.get("parts", []):
-        files += [ch["file"] for ch in part["chapters"]]
+        for ch in part["chapters"]:
+            files += [ch["file"]] + [sec["file"] for sec in ch.get("sections", [])]
     return files
 
 
