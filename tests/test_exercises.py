@@ -404,3 +404,24 @@ def test_ch06_held_out_digits_are_found_in_the_stated_order():
     text = solution("06", 1)
     assert "4s picked out almost perfectly" in text and "1s worst" in text
     assert "seeds 0, 1 and 2" in text
+
+
+def test_ch05c_attend_solution_matches_nnlib():
+    """Section 5c's exercise 1: the solution's ``attend`` equals nnlib's scaled
+    dot-product attention with and without a causal mask, and exercise 2's
+    claim (zero query and key weights make every output the same) holds."""
+    from nnlib import functional as F
+    raw = exercises("05c")[0]
+    code = re.search(r"```python\n(.*?)```", raw, re.S).group(1)
+    scope = {"np": np}
+    exec(code, scope)
+    rng = np.random.default_rng(0)
+    Q, K, V = rng.standard_normal((3, 2, 5, 8))
+    for mask in (None, F.causal_mask(5)):
+        want = F.scaled_dot_product_attention_forward(Q, K, V, mask)[0]
+        assert rel_error(scope["attend"](Q, K, V, mask), want) < 1e-14
+    mha = nnlib.MultiheadAttention(8, 2, rng=rng)
+    mha.in_proj_weight.data[:16] = 0
+    y = mha(rng.standard_normal((2, 5, 8)))
+    assert np.allclose(y, y[:, :1], rtol=0, atol=1e-14)
+    assert "np.allclose(y, y[:, :1])" in exercises("05c")[1]

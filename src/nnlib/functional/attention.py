@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["scaled_dot_product_attention_forward", "scaled_dot_product_attention_backward",
-           "causal_mask", "AttentionCache"]
+           "causal_mask", "sinusoidal_positions", "AttentionCache"]
 
 
 class AttentionCache(NamedTuple):
@@ -64,6 +64,32 @@ def causal_mask(T: int, T_k: int | None = None) -> np.ndarray:
             raise ValueError(f"causal_mask: expected {name} to be a positive integer, "
                              f"got {n!r}")
     return np.triu(np.ones((int(T), int(T_k)), dtype=bool), k=1)
+
+
+def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> np.ndarray:
+    """The sinusoidal position encodings of Vaswani et al. (2017), ``(T, d)``:
+    for position t and i = 0 ... d/2 - 1, with the frequency
+    ``w_i = base ** (-2 i / d)``::
+
+        P[t, 2 i] = sin(w_i t),   P[t, 2 i + 1] = cos(w_i t)
+
+    Each pair of columns turns at its own frequency, so ``P[t + k]`` is
+    ``P[t]`` rotated pair by pair through the angles ``w_i k``, the same
+    linear map for every t. ``d`` must be even."""
+    for name, n in (("T", T), ("d", d)):
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"sinusoidal_positions: expected {name} to be a positive "
+                             f"integer, got {n!r}")
+    if d % 2:
+        raise ValueError(f"sinusoidal_positions: expected an even d (sine and cosine "
+                         f"pairs), got d={d}")
+    if not (isinstance(base, (int, float)) and not isinstance(base, bool) and base > 1):
+        raise ValueError(f"sinusoidal_positions: expected base > 1, got {base!r}")
+    w = float(base) ** (-np.arange(0, d, 2) / d)
+    angle = np.arange(T)[:, None] * w[None, :]
+    P = np.empty((int(T), int(d)))
+    P[:, 0::2], P[:, 1::2] = np.sin(angle), np.cos(angle)
+    return P
 
 
 def _masked_scores(s, mask):
