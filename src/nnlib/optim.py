@@ -177,11 +177,23 @@ class Adam(Optimizer):
             state.update(t=0, m=np.zeros_like(p.data), v=np.zeros_like(p.data))
         state["t"] += 1
         t = state["t"]
-        state["m"] = b1 * state["m"] + (1 - b1) * g
-        state["v"] = b2 * state["v"] + (1 - b2) * g * g
-        m_hat = state["m"] / (1 - b1 ** t)
-        v_hat = state["v"] / (1 - b2 ** t)
-        p.data -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        m, v = state["m"], state["v"]
+        # in place, in the order of the formulas: the same numbers, bit for bit,
+        # as m = b1 m + (1 - b1) g and v = b2 v + (1 - b2) g g, without
+        # allocating a new array for every term (tests/test_fast_paths.py)
+        m *= b1
+        m += (1 - b1) * g
+        tmp = (1 - b2) * g
+        tmp *= g
+        v *= b2
+        v += tmp
+        np.divide(v, 1 - b2 ** t, out=tmp)                 # v_hat
+        np.sqrt(tmp, out=tmp)
+        tmp += self.eps
+        step = np.divide(m, 1 - b1 ** t)                   # m_hat
+        step *= self.lr
+        step /= tmp
+        p.data -= step
 
 
 class AdamW(Adam):
