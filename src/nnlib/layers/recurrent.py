@@ -25,7 +25,7 @@ from ..functional import recurrent as Fr
 from ..module import Module, Parameter
 from ._twins import register_twin
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "Bidirectional"]
 
 
 class _Recurrent(Module):
@@ -118,6 +118,53 @@ class GRU(_Recurrent):
     gates in the order r, z, n."""
     GATES = 3
     _fn, _dfn = Fr.gru_forward, Fr.gru_backward
+
+
+# --- two layers in opposite directions (chapter 5b) -------------------------
+# Not exported from nnlib.layers (it has no single torch twin by name: torch
+# keeps both directions in one module); tests/test_seq_models.py checks it
+# against torch.nn.LSTM/GRU/RNN(bidirectional=True) in float64. A stacked RNN
+# needs nothing new: Sequential(LSTM(D, H), LSTM(H, H)) is LSTM(D, H, num_layers=2).
+class Bidirectional(Module):
+    """[h_fwd_t ; h_bwd_t] with h_fwd from ``forward_layer`` reading x_1..x_T
+    and h_bwd from ``backward_layer`` reading x_T..x_1 (both start at zero).
+
+    ``x: (N, T, D) -> (N, T, 2 H)``: the first H features of step t are the
+    forward state after x_1..x_t, the last H the backward state after
+    x_T..x_t. Children are named ``fwd`` and ``bwd``."""
+
+    def __init__(self, forward_layer, backward_layer):
+        super().__init__()
+        for what, layer in (("forward_layer", forward_layer),
+                            ("backward_layer", backward_layer)):
+            if not isinstance(layer, _Recurrent):
+                raise TypeError(f"Bidirectional: expected {what} to be an nnlib RNN, "
+                                f"LSTM or GRU, got {type(layer).__name__}")
+        if type(forward_layer) is not type(backward_layer) or (
+                forward_layer.input_size, forward_layer.hidden_size) != (
+                backward_layer.input_size, backward_layer.hidden_size):
+            raise ValueError(
+                "Bidirectional: expected two layers of one type and size, got "
+                f"{type(forward_layer).__name__}({forward_layer.input_size}, "
+                f"{forward_layer.hidden_size}) and {type(backward_layer).__name__}"
+                f"({backward_layer.input_size}, {backward_layer.hidden_size})")
+        self.fwd, self.bwd = forward_layer, backward_layer
+        self.hidden_size = forward_layer.hidden_size
+
+    def forward(self, x):
+        x = self._input(x, ndim=3)
+        h_f = self.fwd(x)
+        h_b = self.bwd(x[:, ::-1])[:, ::-1]
+        self.cache = x.shape
+        return np.concatenate([h_f, h_b], axis=2)
+
+    def backward(self, grad_out):
+        shape = self._cached()
+        g = self._grad_out(grad_out, shape[:2] + (2 * self.hidden_size,))
+        hsz = self.hidden_size
+        dx_b = self.bwd.backward(np.ascontiguousarray(g[:, ::-1, hsz:]))
+        dx_f = self.fwd.backward(np.ascontiguousarray(g[:, :, :hsz]))
+        return dx_f + dx_b[:, ::-1]
 
 
 def _sequence_output(base_name):
