@@ -12,6 +12,11 @@ BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 # tqdm bars are for people at a live kernel; the built pages and the test logs skip them
 BATCH := TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
+# one BLAS/PyTorch thread per process (a thread count is part of the rounding
+# path: the notebook records are made with 1), and JOBS processes at once:
+# two notebooks, or two test workers, on the two cores
+THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+JOBS ?= 2
 
 .PHONY: setup assets system-deps book test unit notebooks browser-test gpu-check lab clean
 
@@ -39,19 +44,19 @@ system-deps:
 
 book: $(READY) assets system-deps
 	rm -rf _build/html
-	$(BATCH) tools/offline.sh $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	$(BATCH) $(THREADS) tools/offline.sh $(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	$(BIN)/python tools/check_offline.py _build/html
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
 test: unit notebooks
 
 unit: $(READY)
-	$(BIN)/python -m pytest -m "not browser and not notebooks" tests
+	$(THREADS) $(BIN)/python -m pytest -n $(JOBS) -m "not browser and not notebooks" tests
 
 notebooks: $(READY)
 	rm -rf _build/.printed
-	$(BATCH) tools/offline.sh $(BIN)/python -m pytest --nbval-lax book/
-	$(BATCH) tools/offline.sh $(BIN)/python -m pytest -s -m notebooks tests
+	$(BATCH) $(THREADS) tools/offline.sh $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax book/
+	$(BATCH) $(THREADS) tools/offline.sh $(BIN)/python -m pytest -s -m notebooks tests
 
 browser-test: $(READY) system-deps
 	test -f _build/html/index.html || $(MAKE) book

@@ -2,10 +2,12 @@
 metadata ``nnbook.budget_s`` names, where an issue allows more) and prints the
 same numbers on every run.
 
-``make test`` runs the notebooks under nbval first, and the repository's
+``make test`` runs the notebooks under nbval first, two at a time on the two
+cores (``pytest -n 2``, one BLAS and PyTorch thread each), and the repository's
 conftest.py times that run and records what each notebook printed and the
 executed notebook (``_build/.printed/``). This test checks the budget on that
-run, and the determinism against the text a previous run printed, committed in
+run (a notebook over it had only about one core, and is timed again alone),
+and the determinism against the text a previous run printed, committed in
 ``tests/notebook-records/NAME.txt``: the same text means two runs agree, so each
 notebook is executed once. Where they differ (the notebook changed, or another
 machine rounds differently) the notebook runs once more here, timed too, and
@@ -86,6 +88,14 @@ def check_notebook(path, found, known=KNOWN):
     if found:
         executed, seconds, text = found
         how = "nbval's run"
+        if seconds >= limit:
+            # nbval ran two notebooks at once (make test: pytest -n 2), so
+            # this one had about one core; the budget is for the notebook on
+            # the machine's two: time it again, alone
+            shared = seconds
+            executed, seconds = run(path)
+            text = printed_of(executed)
+            how = f"a timed run alone; nbval's, beside another, took {shared:.0f} s"
     else:
         executed, seconds = run(path)
         text, how = printed_of(executed), "a timed run"
@@ -123,6 +133,15 @@ def test_a_stale_record_costs_a_second_run_and_is_rewritten(tmp_path):
     check_notebook(path, None, known=tmp_path)
     assert (tmp_path / "nb.txt").read_text() == "42\n\n"
     check_notebook(path, None, known=tmp_path)       # now it matches: one run
+
+
+def test_an_over_budget_nbval_run_is_timed_again_alone(tmp_path):
+    path = _notebook(tmp_path, "print(6 * 7)")
+    (tmp_path / "nb.txt").write_text("42\n\n")
+    found = (nbformat.read(path, as_version=4), 999.0, "41\n\n")
+    _, seconds = check_notebook(path, found, known=tmp_path)
+    assert seconds < 60                 # the run alone, not nbval's 999 s
+    assert (tmp_path / "nb.txt").read_text() == "42\n\n"
 
 
 def test_an_unseeded_notebook_fails(tmp_path):
