@@ -258,13 +258,21 @@ def test_every_printed_command_runs(page, command, tmp_path):
         assert words[0] == "python", command
         prefix, rest = [sys.executable], words[1:]
     extra = list(TINY[script])
-    if "--init" in rest:            # the shipped weights fix the width: keep the command's
+    if "--init" in rest or "--imagenet" in rest:   # the weights fix the width
         i = extra.index("--width")
         del extra[i:i + 2]
+    if "--imagenet" in rest:        # torchvision's file: a stand-in, at 32x32
+        from test_real_path import write_stand_in
+        stand_in = tmp_path / "vgg16-397923af.pth"
+        write_stand_in(stand_in)
+        if "--init" in rest:
+            rest[rest.index("--init") + 1] = str(stand_in)
+        extra += ["--side", "32", "--n-eval", "8"]
     if "--checkpoint" in rest:
         extra += ["--checkpoint", str(tmp_path / "run.pt")]
     if "--benchmark" in rest:
-        extra += ["--benchmark", "1", "--warmup", "0", "--side", "32", "--width", "16"]
+        extra += ["--benchmark", "1", "--warmup", "0", "--side", "32"]
+        extra += [] if "--imagenet" in rest else ["--width", "16"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     out = subprocess.run(prefix + rest + extra, capture_output=True, text=True,
                          timeout=300, env=env, cwd=ROOT)

@@ -13,6 +13,14 @@ torchvision; 1 suits 32x32 inputs, whose features are already 1x1). The
 sixteen weight layers stay: 13 convolutions (3x3, padding 1) in five blocks,
 each block ending in a 2x2 max pooling, then 3 fully connected layers.
 
+``imagenet_vgg16(path)`` is the real fine-tuning path: the full network
+with the 1000-way ImageNet head, ``path`` (torchvision's file) loaded into
+it, then the head replaced by a new ``num_classes``-way layer
+(``replace_head``). It takes grey images ``(N, 1, H, W)`` (or RGB ones) with
+values in [0, 1], replicates grey to three channels and normalises them with
+ImageNet's mean and standard deviation (``IMAGENET_MEAN``, ``IMAGENET_STD``),
+as the pretrained weights expect. Nothing is downloaded.
+
 ``vgg16_numpy(...)`` is the same network built from nnlib's layers (no
 BatchNorm), with the same names, and ``to_numpy(model)`` copies a PyTorch
 VGG16's weights into it: the NumPy reference the tests compare against.
@@ -32,13 +40,19 @@ from ..layers import AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReL
 from ..module import Module, Sequential
 
 __all__ = ["CONFIG_D", "VGG", "vgg16", "vgg16_numpy", "VGG16Numpy", "to_numpy",
-           "load_vgg16_weights", "layer_table", "IMAGENET_PARAMETERS"]
+           "load_vgg16_weights", "layer_table", "IMAGENET_PARAMETERS", "ImageNetVGG",
+           "imagenet_vgg16", "replace_head", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 #: Channels of each 3x3 convolution, "M" for a 2x2 max pooling (configuration D).
 CONFIG_D = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
             512, 512, 512, "M", 512, 512, 512, "M"]
 #: Parameters of torchvision's ``vgg16()`` (1000 classes).
 IMAGENET_PARAMETERS = 138_357_544
+#: The per-channel (R, G, B) mean and standard deviation of ImageNet's
+#: training images, in [0, 1]: torchvision's pretrained weights expect inputs
+#: normalised with them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _check_config(where, num_classes, width, in_channels, pool, dropout):
@@ -75,13 +89,44 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class ImageNetVGG(VGG):
+    """A full-size ``VGG`` that takes images with values in [0, 1], grey
+    ``(N, 1, H, W)`` or RGB ``(N, 3, H, W)``: grey is replicated to three
+    channels, then each channel is normalised with ``IMAGENET_MEAN`` and
+    ``IMAGENET_STD`` (buffers that are not saved: the state dict keeps
+    torchvision's keys)."""
+
+    def __init__(self, features, classifier, pool, config):
+        super().__init__(features, classifier, pool, config)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"ImageNetVGG.forward: expected grey (N, 1, H, W) or RGB "
+                             f"(N, 3, H, W) images, got {tuple(x.shape)}")
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        w = self.features[0].weight
+        if not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)   # as the model is stored
+        return super().forward(x)
+
+
 def vgg16(num_classes: int = 1000, width: int = 1, in_channels: int = 3, pool: int = 7,
           batch_norm: bool = False, dropout: float = 0.5) -> VGG:
     """VGG16 in PyTorch, initialised as torchvision does (He-normal convolutions,
     N(0, 0.01) linear layers, zero biases). ``batch_norm=True`` adds a
     BatchNorm2d after each convolution, as torchvision's ``vgg16_bn`` (whose
     names it then has)."""
-    _check_config("vgg16", num_classes, width, in_channels, pool, dropout)
+    return _build(VGG, "vgg16", num_classes, width, in_channels, pool, batch_norm, dropout)
+
+
+def _build(cls, where, num_classes, width, in_channels, pool, batch_norm, dropout):
+    _check_config(where, num_classes, width, in_channels, pool, dropout)
     layers, c = [], in_channels
     for v in CONFIG_D:
         if v == "M":
@@ -99,7 +144,7 @@ def vgg16(num_classes: int = 1000, width: int = 1, in_channels: int = 3, pool: i
         nn.Linear(hidden, num_classes))
     config = dict(num_classes=num_classes, width=width, in_channels=in_channels,
                   pool=pool, batch_norm=batch_norm, dropout=dropout)
-    model = VGG(nn.Sequential(*layers), classifier, pool, config)
+    model = cls(nn.Sequential(*layers), classifier, pool, config)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -137,6 +182,46 @@ def load_vgg16_weights(model: nn.Module, path) -> nn.Module:
                      {k: tuple(v.shape) for k, v in state.items()}, source=str(path))
     model.load_state_dict(state)
     return model
+
+
+def replace_head(model: VGG, num_classes: int, seed: int = 0) -> VGG:
+    """Replace the last layer (``classifier.6``) of ``model`` by a new
+    ``num_classes``-way linear layer, initialised as ``vgg16`` initialises it
+    (weights N(0, 0.01) drawn from a generator seeded with ``seed``, zero
+    biases), on the old layer's device and dtype; the global random generator
+    is left as it was. Returns ``model``."""
+    if not (isinstance(num_classes, int) and not isinstance(num_classes, bool)
+            and num_classes >= 1):
+        raise ValueError(f"replace_head: expected a positive integer num_classes, "
+                         f"got {num_classes!r}")
+    old = model.classifier[-1]
+    if not isinstance(old, nn.Linear):
+        raise ValueError(f"replace_head: expected the last layer of model.classifier "
+                         f"to be a Linear layer, got {type(old).__name__}")
+    with torch.random.fork_rng(devices=[]):       # leave the global generator as it was
+        new = nn.Linear(old.in_features, num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        new.weight.copy_(torch.randn(new.weight.shape, generator=gen) * 0.01)
+        new.bias.zero_()
+    model.classifier[-1] = new.to(device=old.weight.device, dtype=old.weight.dtype)
+    model.config["num_classes"] = num_classes
+    return model
+
+
+def imagenet_vgg16(path=None, num_classes: int = 10, batch_norm: bool = False,
+                   dropout: float = 0.5, seed: int = 0) -> ImageNetVGG:
+    """The real fine-tuning path's network: the full VGG16 with the 1000-way
+    ImageNet head (3 channels, width 1, 7x7 pooling, torchvision's names),
+    ``path`` loaded into it with ``load_vgg16_weights`` (torchvision's
+    ``vgg16-397923af.pth``, or with ``batch_norm=True`` ``vgg16_bn-6c64b313.pth``;
+    ``None``: no weights, for timing only), then its head replaced by a new
+    ``num_classes``-way layer (``replace_head`` with ``seed``). The model takes
+    grey or RGB images in [0, 1] (``ImageNetVGG``). Nothing is downloaded."""
+    model = _build(ImageNetVGG, "imagenet_vgg16", 1000, 1, 3, 7, batch_norm, dropout)
+    if path is not None:
+        load_vgg16_weights(model, path)
+    return replace_head(model, num_classes, seed)
 
 
 def layer_table(model: nn.Module, input_shape=(1, 3, 224, 224)) -> list:
