@@ -4,14 +4,19 @@ backpropagation through time (CS231n's ``rnn_step_forward`` / ``rnn_forward``).
 Layouts are PyTorch's (``batch_first``): ``W_ih: (G H, D)``, ``W_hh: (G H, H)``,
 ``b_ih, b_hh: (G H,)`` with G = 1 (RNN), 4 (LSTM gates i, f, g, o) or 3 (GRU
 gates r, z, n). A sequence ``x: (N, T, D)`` gives every hidden state
-``(N, T, H)``; the state starts at zero. The sequence functions project every
+``(N, T, H)``; the state starts at ``h0`` (and ``c0`` for the LSTM), each
+``(N, H)``, or at zero when they are None. The sequence functions project every
 input at once (one matrix product) and then loop over time; the step functions
 are the same algebra for a single t, for reading and for exercises.
 
 Each ``*_backward(dhs, cache)`` takes dL/dh_t for every step (from the outputs)
 and returns ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh_total)``; ``dh_total`` is the
 total dL/dh_t at every step, ``(N, T, H)``: from the output at t and, through
-the recurrence, from every later step.
+the recurrence, from every later step. With ``initial_grads=True`` they
+also return dL/dh0 (and dL/dc0 for the LSTM), each ``(N, H)``, after
+``dh_total``: the gradient with respect to the initial state, which truncated
+BPTT cuts and an encoder-decoder passes back to its encoder. ``lstm_backward``
+takes ``dc_last``, dL/dc_T from outside (a decoder that starts from c_T).
 """
 from __future__ import annotations
 
@@ -109,18 +114,38 @@ def _weight_grads(x, h_prev, d_in, d_hid, W_ih):
     return d_in @ W_ih, dW_ih, dW_hh, d_in.sum(axis=(0, 1)), d_hid.sum(axis=(0, 1))
 
 
-def rnn_forward(x, W_ih, W_hh, b_ih, b_hh):
-    """Every hidden state of a tanh RNN. ``x: (N, T, D) -> hs: (N, T, H)``."""
+def _initial_state(h0, n, hsz, dtype, where, name="h0"):
+    """``h0`` as the first row of the state array: zeros if None, else an
+    ``(N, H)`` floating array (ValueError naming expected and got)."""
+    out = np.zeros((n, hsz), dtype=dtype)
+    if h0 is None:
+        return out
+    h0 = np.asarray(h0)
+    if h0.dtype.kind != "f":
+        raise TypeError(f"{where}: expected {name} with a floating dtype, "
+                        f"got dtype {h0.dtype}")
+    if h0.shape != (n, hsz):
+        raise ValueError(f"{where}: expected {name} of shape (N, H) = ({n}, {hsz}), "
+                         f"got {h0.shape}")
+    out[...] = h0
+    return out
+
+
+def rnn_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None):
+    """Every hidden state of a tanh RNN. ``x: (N, T, D) -> hs: (N, T, H)``;
+    ``h0: (N, H)`` is the state before step 1 (None: zeros)."""
     n, t_len, _ = x.shape
     pre_x = x @ W_ih.T + (b_ih + b_hh)                       # all steps at once
     hs = np.zeros((n, t_len + 1, W_hh.shape[0]), dtype=pre_x.dtype)
+    hs[:, 0] = _initial_state(h0, n, W_hh.shape[0], pre_x.dtype, "rnn_forward")
     for t in range(t_len):
         hs[:, t + 1] = np.tanh(pre_x[:, t] + hs[:, t] @ W_hh.T)
     return hs[:, 1:].copy(), (x, hs, W_ih, W_hh)
 
 
-def rnn_backward(dhs, cache):
-    """BPTT: ``dhs: (N, T, H)`` -> ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh_total)``."""
+def rnn_backward(dhs, cache, *, initial_grads=False):
+    """BPTT: ``dhs: (N, T, H)`` -> ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh_total)``,
+    and ``dh0: (N, H)`` after them if ``initial_grads``."""
     x, hs, W_ih, W_hh = cache
     d_pre = np.zeros_like(dhs)
     dh_next = np.zeros_like(dhs[:, 0])
@@ -130,17 +155,22 @@ def rnn_backward(dhs, cache):
         dh_total[:, t] = dh
         d_pre[:, t] = dh * (1.0 - hs[:, t + 1] ** 2)        # through tanh
         dh_next = d_pre[:, t] @ W_hh                        # to h_{t-1}
-    return (*_weight_grads(x, hs[:, :-1], d_pre, d_pre, W_ih), dh_total)
+    out = (*_weight_grads(x, hs[:, :-1], d_pre, d_pre, W_ih), dh_total)
+    return (*out, dh_next) if initial_grads else out
 
 
-def lstm_forward(x, W_ih, W_hh, b_ih, b_hh):
-    """Every hidden state of an LSTM. ``x: (N, T, D) -> hs: (N, T, H)``; the
-    cache holds every cell state and activated gate (``lstm_trace`` reads them)."""
+def lstm_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None, c0=None):
+    """Every hidden state of an LSTM. ``x: (N, T, D) -> hs: (N, T, H)``;
+    ``h0, c0: (N, H)`` are the hidden and cell states before step 1 (None:
+    zeros). The cache holds every cell state and activated gate
+    (``lstm_trace`` reads them)."""
     n, t_len, _ = x.shape
     hsz = W_hh.shape[1]
     pre_x = x @ W_ih.T + (b_ih + b_hh)
     hs = np.zeros((n, t_len + 1, hsz), dtype=pre_x.dtype)
     cs = np.zeros_like(hs)
+    hs[:, 0] = _initial_state(h0, n, hsz, pre_x.dtype, "lstm_forward")
+    cs[:, 0] = _initial_state(c0, n, hsz, pre_x.dtype, "lstm_forward", "c0")
     gates = np.zeros((n, t_len, 4 * hsz), dtype=pre_x.dtype)  # activated i, f, g, o
     w_hh_t = np.ascontiguousarray(W_hh.T)
     for t in range(t_len):
@@ -164,14 +194,17 @@ def lstm_trace(cache) -> dict:
     return trace
 
 
-def lstm_backward(dhs, cache):
+def lstm_backward(dhs, cache, dc_last=None, *, initial_grads=False):
     """BPTT through the LSTM: ``dhs: (N, T, H)`` ->
-    ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh_total)``."""
+    ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh_total)``, and ``(dh0, dc0)``, each
+    ``(N, H)``, after them if ``initial_grads``. ``dc_last: (N, H)`` is
+    dL/dc_T from outside the outputs (None: zero)."""
     x, hs, cs, gates, W_ih, W_hh = cache
     hsz = W_hh.shape[1]
     d_pre = np.zeros_like(gates)
     dh_next = np.zeros_like(dhs[:, 0])
-    dc_next = np.zeros_like(dhs[:, 0])
+    dc_next = _initial_state(dc_last, x.shape[0], hsz, dhs.dtype, "lstm_backward",
+                             "dc_last")
     dh_total = np.zeros_like(dhs)
     for t in reversed(range(x.shape[1])):
         i, f = gates[:, t, :hsz], gates[:, t, hsz:2 * hsz]
@@ -187,15 +220,18 @@ def lstm_backward(dhs, cache):
                                      axis=1)
         dc_next = dc * f
         dh_next = d_pre[:, t] @ W_hh
-    return (*_weight_grads(x, hs[:, :-1], d_pre, d_pre, W_ih), dh_total)
+    out = (*_weight_grads(x, hs[:, :-1], d_pre, d_pre, W_ih), dh_total)
+    return (*out, dh_next, dc_next) if initial_grads else out
 
 
-def gru_forward(x, W_ih, W_hh, b_ih, b_hh):
-    """Every hidden state of a GRU. ``x: (N, T, D) -> hs: (N, T, H)``."""
+def gru_forward(x, W_ih, W_hh, b_ih, b_hh, h0=None):
+    """Every hidden state of a GRU. ``x: (N, T, D) -> hs: (N, T, H)``;
+    ``h0: (N, H)`` is the state before step 1 (None: zeros)."""
     n, t_len, _ = x.shape
     hsz = W_hh.shape[1]
     gi_all = x @ W_ih.T + b_ih
     hs = np.zeros((n, t_len + 1, hsz), dtype=gi_all.dtype)
+    hs[:, 0] = _initial_state(h0, n, hsz, gi_all.dtype, "gru_forward")
     keep = np.zeros((n, t_len, 4 * hsz), dtype=gi_all.dtype)    # r, z, n, h W_hn + b_hn
     for t in range(t_len):
         gi, gh = gi_all[:, t], hs[:, t] @ W_hh.T + b_hh
@@ -207,9 +243,10 @@ def gru_forward(x, W_ih, W_hh, b_ih, b_hh):
     return hs[:, 1:].copy(), (x, hs, keep, W_ih, W_hh)
 
 
-def gru_backward(dhs, cache):
+def gru_backward(dhs, cache, *, initial_grads=False):
     """BPTT through the GRU: ``dhs: (N, T, H)`` ->
-    ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh_total)``."""
+    ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh_total)``, and ``dh0: (N, H)`` after
+    them if ``initial_grads``."""
     x, hs, keep, W_ih, W_hh = cache
     hsz = W_hh.shape[1]
     n, t_len = x.shape[:2]
@@ -229,4 +266,5 @@ def gru_backward(dhs, cache):
         d_in[:, t] = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
         d_hid[:, t] = np.concatenate([dr_pre, dz_pre, dn_pre * r], axis=1)
         dh_next = dh * z + d_hid[:, t] @ W_hh
-    return (*_weight_grads(x, hs[:, :-1], d_in, d_hid, W_ih), dh_total)
+    out = (*_weight_grads(x, hs[:, :-1], d_in, d_hid, W_ih), dh_total)
+    return (*out, dh_next) if initial_grads else out

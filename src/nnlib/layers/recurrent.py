@@ -6,13 +6,23 @@ Layouts and names are PyTorch's (single layer, ``batch_first=True``):
 3 (GRU: gates r, z, n), so weights copy straight into ``torch.nn.RNN``,
 ``LSTM`` and ``GRU``. The maths is in ``nnlib.functional.recurrent``.
 
-``forward(x)`` takes ``x: (N, T, D)`` and returns every hidden state,
-``(N, T, H)``; the final state is ``output[:, -1]`` (and ``self.last_cell`` for
-the LSTM, whose ``trace`` also holds every gate and cell state). ``backward(grad_out)`` takes dL/d(output) for every step, runs back
-through time, accumulates the weight gradients and returns dL/dx; afterwards
-``grad_hidden`` holds the total dL/dh_t at every step, ``(N, T, H)`` (from the
-output at t and, through the recurrence, from every later step). Gradient
-clipping is not done here: use ``nnlib.clip_grad_norm`` before the optimizer step.
+``forward(x, h0=None)`` (the LSTM: ``forward(x, h0=None, c0=None)``) takes
+``x: (N, T, D)`` and the initial state ``h0`` (and cell state ``c0``), each
+``(N, H)``, zeros when None, and returns every hidden state, ``(N, T, H)``;
+the final state is ``output[:, -1]`` (and ``self.last_cell`` for the LSTM,
+whose ``trace`` also holds every gate and cell state). ``backward(grad_out)``
+takes dL/d(output) for every step, runs back through time, accumulates the
+weight gradients and returns dL/dx; afterwards ``grad_hidden`` holds the total
+dL/dh_t at every step, ``(N, T, H)`` (from the output at t and, through the
+recurrence, from every later step), and ``grad_h0`` holds dL/dh0, ``(N, H)``
+(``grad_c0`` too for the LSTM), whether or not ``h0`` was given. The LSTM's
+``backward(grad_out, grad_last_cell=None)`` also takes dL/dc_T, ``(N, H)``,
+for a loss that reads the final cell state (an encoder whose ``last_cell``
+starts a decoder: pass the decoder's ``grad_c0``; its ``grad_h0`` adds into
+``grad_out[:, -1]``). Truncated BPTT passes ``h0=output[:, -1]`` (copied) of
+one window to the next and ignores ``grad_h0``: that is the cut.
+Gradient clipping is not done here: use ``nnlib.clip_grad_norm`` before the
+optimizer step.
 """
 from __future__ import annotations
 
@@ -21,6 +31,7 @@ import math
 import numpy as np
 
 from .. import init
+from .._checks import as_float_array
 from ..functional import recurrent as Fr
 from ..module import Module, Parameter
 from ._twins import register_twin
@@ -56,34 +67,55 @@ class _Recurrent(Module):
         return (self.weight_ih_l0.data, self.weight_hh_l0.data, self.bias_ih_l0.data,
                 self.bias_hh_l0.data)
 
-    def forward(self, x):
+    def forward(self, x, h0=None):
+        """``x: (N, T, D)``, ``h0: (N, H)`` or None (zeros) -> ``(N, T, H)``."""
+        return self._forward(x, h0=h0)
+
+    def _forward(self, x, **state):
         x = self._input(x, ndim=3)
         if x.shape[2] != self.input_size:
             raise ValueError(f"{type(self).__name__}.forward: expected x of shape (N, T, "
                              f"{self.input_size}), got {x.shape}")
-        hs, cache = type(self)._fn(x, *self._weights())
+        state = {k: self._state(v, k, x.shape[0]) for k, v in state.items()}
+        hs, cache = type(self)._fn(x, *self._weights(), **state)
         self.cache = cache
         self._after_forward(cache)
         return hs
+
+    def _state(self, v, name, n):
+        """Validate an initial state: None, or a finite float ``(N, H)`` array."""
+        if v is None:
+            return None
+        v = as_float_array(v, f"{type(self).__name__}.forward", name)
+        if v.shape != (n, self.hidden_size):
+            raise ValueError(f"{type(self).__name__}.forward: expected {name} of shape "
+                             f"(N, H) = ({n}, {self.hidden_size}), got {v.shape}")
+        return v
 
     def _after_forward(self, cache):
         pass
 
     def backward(self, grad_out):
+        """dL/d(output) ``(N, T, H)`` -> dL/dx ``(N, T, D)``; sets ``grad_hidden``
+        and ``grad_h0``."""
         cache = self._cached()
-        x = cache[0]
-        g = self._grad_out(grad_out, x.shape[:2] + (self.hidden_size,))
-        dx, dw_ih, dw_hh, db_ih, db_hh, self.grad_hidden = type(self)._dfn(g, cache)
+        g = self._grad_out(grad_out, cache[0].shape[:2] + (self.hidden_size,))
+        out = type(self)._dfn(g, cache, initial_grads=True)
+        self._set_grads(cache, out)
+        return out[0]
+
+    def _set_grads(self, cache, out):
+        dx, dw_ih, dw_hh, db_ih, db_hh, self.grad_hidden, self.grad_h0 = out
         for p, d in zip(self.parameters(), (dw_ih, dw_hh, db_ih, db_hh)):
             p.accumulate(d)
-        return dx
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
 
 
 class RNN(_Recurrent):
-    """h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), h_0 = 0.
+    """h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), h_0 = ``h0``
+    (zeros unless given to ``forward``).
 
     ``x: (N, T, D) -> (N, T, H)``, every hidden state (``batch_first``);
     ``weight_ih_l0: (H, D)``, ``weight_hh_l0: (H, H)``, biases ``(H,)``."""
@@ -92,7 +124,8 @@ class RNN(_Recurrent):
 
 class LSTM(_Recurrent):
     """Gates (i, f, g, o) = (sigma, sigma, tanh, sigma)(x_t W_ih^T + b_ih +
-    h_{t-1} W_hh^T + b_hh); c_t = f c_{t-1} + i g; h_t = o tanh(c_t); h_0 = c_0 = 0.
+    h_{t-1} W_hh^T + b_hh); c_t = f c_{t-1} + i g; h_t = o tanh(c_t); h_0 = ``h0``,
+    c_0 = ``c0`` (zeros unless given to ``forward``).
 
     ``x: (N, T, D) -> (N, T, H)``, every hidden state (``batch_first``);
     ``weight_ih_l0: (4H, D)``, ``weight_hh_l0: (4H, H)``, biases ``(4H,)``.
@@ -100,9 +133,31 @@ class LSTM(_Recurrent):
     After ``forward``, ``last_cell`` is c_T, ``(N, H)``, and ``trace`` is a dict
     of the activated gates and states at every step, each ``(N, T, H)``:
     ``"i"``, ``"f"``, ``"g"``, ``"o"``, ``"c"``, ``"h"`` (to look inside).
+    After ``backward``, ``grad_h0`` and ``grad_c0`` are dL/dh0 and dL/dc0.
     """
     GATES = 4
     _fn, _dfn = Fr.lstm_forward, Fr.lstm_backward
+
+    def forward(self, x, h0=None, c0=None):
+        """``x: (N, T, D)``, ``h0, c0: (N, H)`` or None (zeros) -> ``(N, T, H)``."""
+        return self._forward(x, h0=h0, c0=c0)
+
+    def backward(self, grad_out, grad_last_cell=None):
+        """dL/d(output) ``(N, T, H)`` and optionally dL/dc_T ``(N, H)`` ->
+        dL/dx ``(N, T, D)``; sets ``grad_hidden``, ``grad_h0`` and ``grad_c0``."""
+        cache = self._cached()
+        n, t_len = cache[0].shape[:2]
+        g = self._grad_out(grad_out, (n, t_len, self.hidden_size))
+        if grad_last_cell is not None:
+            grad_last_cell = as_float_array(grad_last_cell, "LSTM.backward",
+                                            "grad_last_cell")
+            if grad_last_cell.shape != (n, self.hidden_size):
+                raise ValueError("LSTM.backward: expected grad_last_cell of shape (N, H) "
+                                 f"= ({n}, {self.hidden_size}), got {grad_last_cell.shape}")
+        out = Fr.lstm_backward(g, cache, grad_last_cell, initial_grads=True)
+        self.grad_c0 = out[-1]
+        self._set_grads(cache, out[:-1])
+        return out[0]
 
     def _after_forward(self, cache):
         self.trace = Fr.lstm_trace(cache)
@@ -111,7 +166,8 @@ class LSTM(_Recurrent):
 
 class GRU(_Recurrent):
     """r, z = sigma(x W_i{r,z}^T + b_i{r,z} + h W_h{r,z}^T + b_h{r,z});
-    n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h_t = (1 - z) n + z h_{t-1}.
+    n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)); h_t = (1 - z) n + z h_{t-1},
+    h_0 = ``h0`` (zeros unless given to ``forward``).
 
     ``x: (N, T, D) -> (N, T, H)``, every hidden state (``batch_first``);
     ``weight_ih_l0: (3H, D)``, ``weight_hh_l0: (3H, H)``, biases ``(3H,)``,
