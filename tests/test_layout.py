@@ -25,7 +25,7 @@ TIERS = {
     "errors": 0, "random": 0, "_checks": 0, "corpora": 0,      # corpora: text files only
     "functional": 1, "module": 1, "layers": 1, "losses": 1, "optim": 1, "init": 1,
     "testing": 2, "twins": 2, "gradcheck": 2, "models": 2, "train": 2, "gan": 2,
-    "data": 2, "playground": 2,
+    "data": 2, "playground": 2, "seq2seq": 2, "transformer_lm": 2,
     "rl": 3, "viz": 3,
     "torch": 4,
 }
