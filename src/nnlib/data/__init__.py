@@ -22,10 +22,12 @@ from .glyphs import GLYPH_FONTS, render_glyphs
 from .images import KERNELS, apply_kernel, parse_kernel
 from .prep import Split, Standardizer, batches, one_hot, shift_images, train_val_test_split
 from .text import CharVocab, load_text, text_batches
-from .toy import TOY_SETS, make_circles, make_moons, make_spirals, make_toy, make_xor
+from .toy import (TOY_SETS, first_before_last, make_circles, make_moons, make_spirals,
+                  make_toy, make_xor)
 
 __all__ = ["load_digits", "make_moons", "make_circles", "make_spirals", "make_xor",
            "make_toy", "TOY_SETS", "Split", "train_val_test_split", "batches", "one_hot",
            "Standardizer", "shift_images", "load_text",
            "CharVocab", "text_batches", "render_glyphs", "GLYPH_FONTS", "read_idx",
-           "load_mnist", "MNIST_FILES", "KERNELS", "parse_kernel", "apply_kernel"]
+           "load_mnist", "MNIST_FILES", "KERNELS", "parse_kernel", "apply_kernel",
+           "first_before_last"]

@@ -1,10 +1,11 @@
 """Toy 2-D data sets for classifiers you can draw: moons, circles, spirals and
-XOR, each seeded."""
+XOR, each seeded; and one toy sequence task, ``first_before_last``."""
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["make_moons", "make_circles", "make_spirals", "make_xor", "make_toy", "TOY_SETS"]
+__all__ = ["make_moons", "make_circles", "make_spirals", "make_xor", "make_toy", "TOY_SETS",
+           "first_before_last"]
 
 
 def make_moons(n: int = 200, noise: float = 0.1, seed: int = 0):
@@ -63,3 +64,25 @@ def make_toy(name: str, n: int = 300, seed: int = 0):
     if name not in TOY_SETS:
         raise ValueError(f"make_toy: expected one of {sorted(TOY_SETS)}, got {name!r}")
     return TOY_SETS[name](n=n, seed=seed)
+
+
+def first_before_last(n: int, rng, length: int = 6, vocab: int = 8):
+    """The order task of chapter 5's attention sections: sequences of ``length``
+    random tokens from ``range(vocab)``, labelled 1 if the first token is
+    smaller than the last, else 0; sequences whose first and last tokens are
+    equal are dropped, so fewer than ``n`` come back.
+
+    ``rng``: a ``numpy.random.Generator`` (one ``integers`` call of shape
+    ``(n, length)`` is drawn from it). Returns ``x: (m, length)`` int64 and
+    ``y: (m,)`` int64 with ``m <= n``. The label needs the order of the
+    tokens: the same tokens in another order can change it."""
+    for what, v, low in (("n", n, 1), ("length", length, 2), ("vocab", vocab, 2)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            raise ValueError(f"first_before_last: expected {what} to be an integer "
+                             f">= {low}, got {v!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"first_before_last: expected rng to be a numpy.random."
+                        f"Generator, got {type(rng).__name__}")
+    x = rng.integers(vocab, size=(n, length))
+    x = x[x[:, 0] != x[:, -1]]                # no ties
+    return x, (x[:, 0] < x[:, -1]).astype(np.int64)
