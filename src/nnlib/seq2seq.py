@@ -125,7 +125,9 @@ class AdditiveAttention(Module):
     """Additive (Bahdanau) attention of one query over a set of keys, which
     are also the values::
 
-        e_j = v^T tanh(W_s s + W_h h_j),  alpha = softmax(e),  c = sum_j alpha_j h_j
+        e_j = v^T tanh(W_s s + W_h h_j)
+        alpha = softmax(e)
+        c = sum_j alpha_j h_j
 
     ``query s: (N, Q)``, ``keys h: (N, S, K)`` -> ``context c: (N, K)``.
     ``query_weight`` is ``W_s: (A, Q)``, ``key_weight`` is ``W_h: (A, K)``,
