@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_float_array", "check_shape", "check_finite", "check_labels", "NonFiniteError"]
+__all__ = ["as_float_array", "check_shape", "check_finite", "check_labels", "positive_int",
+           "NonFiniteError"]
 
 
 from .errors import NonFiniteError  # noqa: E402  (re-exported: one family, in errors.py)
@@ -77,3 +78,11 @@ def check_labels(y, n_classes: int, n: int, where: str) -> np.ndarray:
         raise ValueError(f"{where}: expected labels in [0, {n_classes}), got "
                          f"values from {y.min()} to {y.max()}")
     return y
+
+
+def positive_int(where: str, name: str, v) -> int:
+    """``v`` as an ``int`` if it is a positive integer (not a bool), else a
+    ValueError naming ``where``, ``name`` and what was given."""
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{where}: expected {name} to be a positive integer, got {v!r}")
+    return int(v)

@@ -42,15 +42,10 @@ from .functional import gru_step_backward, gru_step_forward, log_softmax, softma
 from .layers import GRU, Embedding, Linear
 from .layers.recurrent import Bidirectional
 from .module import Module, Parameter, no_grad
+from ._checks import positive_int as _positive_int
 
 __all__ = ["GRUCell", "AdditiveAttention", "Seq2Seq", "Decoded", "shift_right",
            "sequence_log_prob", "greedy", "beam_search"]
-
-
-def _positive_int(where, name, v):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive integer, got {v!r}")
-    return int(v)
 
 
 def _token_array(x, where, name, vocab, ndim=2):

@@ -41,14 +41,9 @@ from .layers.linear import Linear
 from .layers.norm import LayerNorm
 from .module import Module, Sequential, no_grad
 from .random import get_rng
+from ._checks import positive_int as _positive_int
 
 __all__ = ["CharTransformer", "KVCache", "windowed_loss"]
-
-
-def _positive_int(where, name, v):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive integer, got {v!r}")
-    return int(v)
 
 
 class KVCache:

@@ -24,14 +24,9 @@ from .activations import GELU, ReLU
 from .dropout import Dropout
 from .linear import Linear
 from .norm import LayerNorm
+from .._checks import positive_int as _positive_int
 
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer"]
-
-
-def _positive_int(where, name, v):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive integer, got {v!r}")
-    return int(v)
 
 
 def _flag(where, name, v):

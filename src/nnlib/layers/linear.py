@@ -9,14 +9,9 @@ from .. import init
 from ..functional import linear_backward, linear_forward
 from ..module import Module, Parameter
 from ._twins import register_twin
+from .._checks import positive_int as _positive_int
 
 __all__ = ["Linear"]
-
-
-def _positive_int(where, name, v):
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive integer, got {v!r}")
-    return int(v)
 
 
 class Linear(Module):
