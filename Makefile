@@ -16,6 +16,14 @@ BATCH := TQDM_DISABLE=1 PYDEVD_DISABLE_FILE_VALIDATION=1
 # path: the notebook records are made with 1), and JOBS processes at once:
 # two notebooks, or two test workers, on the two cores
 THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+# and so is the instruction set: on x86-64 every library uses its AVX2 kernels,
+# as on the machine that made the records (with AVX-512, OpenBLAS, ATen,
+# oneDNN, MKL and NumPy's own loops would each print other last digits);
+# conftest.py sets the same for a plain `pytest`
+ifeq ($(shell uname -m),x86_64)
+THREADS += OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+	MKL_ENABLE_INSTRUCTIONS=AVX2 NPY_DISABLE_CPU_FEATURES=X86_V4,AVX512_ICL,AVX512_SPR
+endif
 JOBS ?= 2
 # the case study trains with PyTorch on the two threads its saved study used
 # (book/data/vgg_transfer.json records them): beside another notebook it would
@@ -65,7 +73,7 @@ notebooks: $(READY)
 
 browser-test: $(READY) system-deps
 	test -f _build/html/index.html || $(MAKE) book
-	$(BIN)/python -m pytest -m browser tests/browser
+	$(BIN)/python -m pytest -n $(JOBS) -m browser tests/browser
 	cat _build/page-weights.txt
 
 gpu-check: $(READY)

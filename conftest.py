@@ -8,6 +8,7 @@ that record and hands the executed notebook to the build's cache, so that CI
 executes every notebook once when nothing is amiss."""
 import json
 import os
+import platform
 import sys
 import time
 from collections import defaultdict
@@ -20,6 +21,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
 from printed import printed, shown_outputs  # noqa: E402  (tests/printed.py)
 
+KERNELS = {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+           "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+           "NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR"}
+
 # the kernels inherit this process's environment: the inline backend, as for a
 # reader, and no progress bars (they are for people at a live kernel)
 os.environ.pop("MPLBACKEND", None)
@@ -30,6 +35,13 @@ os.environ["TQDM_DISABLE"] = "1"
 # print different digits in some chapters), so the records are made with 1
 for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_threads] = "1"
+# and so is the instruction set: on x86-64 the records are made with AVX2
+# kernels (OpenBLAS, PyTorch's ATen, oneDNN and MKL, NumPy's own loops); on a
+# machine with AVX-512 each library would otherwise pick its AVX-512 kernels
+# and print other last digits. The Makefile sets the same (KERNELS).
+if platform.machine() in ("x86_64", "AMD64"):
+    for _name, _value in KERNELS.items():
+        os.environ.setdefault(_name, _value)
 
 PRINTED = ROOT / "_build" / ".printed"
 _runs = defaultdict(list)

@@ -12,6 +12,7 @@ Run with `make browser-test` after `make book`.
 """
 import functools
 import http.server
+import json
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 REPORT = ROOT / "_build" / "page-weights.txt"
+WEIGHTS = ROOT / "_build" / "page-weights"
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 CHROMIUM = "/usr/bin/chromium"
 # every page a reader can open (not the theme's template fragments under _static/)
@@ -64,20 +66,17 @@ def browser():
 
 @pytest.fixture(scope="module")
 def weights():
-    """Collects (page, bytes, requests, load ms); writes the report at the end."""
-    rows = {}
-    yield rows
-    if not rows:
-        return
-    lines = [f"{'page':<34} {'weight':>9} {'requests':>8} {'load':>8}"]
-    for name, (size, count, ms) in sorted(rows.items()):
-        lines.append(f"{name:<34} {size / 2**20:>6.2f} MB {count:>8} {ms:>5.0f} ms")
-    total = sum(r[0] for r in rows.values())
-    lines.append(f"{len(rows)} pages; heaviest {max(r[0] for r in rows.values()) / 2**20:.2f} MB"
-                 f" (limit {MAX_PAGE_BYTES / 2**20:.0f} MB); mean "
-                 f"{total / len(rows) / 2**20:.2f} MB; slowest load "
-                 f"{max(r[2] for r in rows.values()):.0f} ms")
-    REPORT.write_text("\n".join(lines) + "\n")
+    """Collects (page, bytes, requests, load ms), one file per page under
+    _build/page-weights/: `make browser-test` runs the pages on several
+    workers, and tests/browser/conftest.py writes the report from all the
+    files when the session ends."""
+    class Rows(dict):
+        def __setitem__(self, name, row):
+            WEIGHTS.mkdir(parents=True, exist_ok=True)
+            (WEIGHTS / (name.replace("/", "__") + ".json")).write_text(
+                json.dumps([name, *row]))
+            super().__setitem__(name, row)
+    return Rows()
 
 
 def page_weight(page) -> tuple[int, int, float]:
