@@ -14,6 +14,7 @@ and rose from there while the training loss kept falling). 600 steps take
 about 2 minutes on 2 CPU cores.
 """
 import argparse
+import json
 import time
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 
 import nnlib
 from nnlib.testing import torch_twin
+from nnlib.transformer_lm import windowed_loss
 
 
 def main():
@@ -32,6 +34,11 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="book/weights/char_lstm.npz")
+    ap.add_argument("--json", default=None,
+                    help="also write the log (train and validation loss at "
+                         "every evaluation) and the result, with the saved "
+                         "weights' validation loss in windows of 256 "
+                         "characters (section 5e's score), to this file")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -48,6 +55,7 @@ def main():
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     loss_fn = torch.nn.CrossEntropyLoss()
     best, best_state, start = float("inf"), None, time.time()
+    log = []
     for step in range(1, args.steps + 1):
         x, y = nnlib.data.text_batches(train, args.batch, args.seq_len, rng)
         out = twin(torch.from_numpy(x))
@@ -63,12 +71,24 @@ def main():
                 v = loss_fn(twin(xv)[0], torch.from_numpy(val[1:])).item()
             print(f"step {step}: train loss {loss.item():.3f}, val loss {v:.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
+            log.append({"step": step, "train_loss": loss.item(), "val_loss": v})
             if v < best:
                 best, best_step = v, step
                 best_state = {k: t.detach().numpy().astype(np.float32).copy()
                               for k, t in twin.state_dict().items()}
     np.savez(args.out, **best_state)
     print(f"saved the weights of step {best_step} (val loss {best:.3f}) to {args.out}")
+    if args.json:
+        twin.load_state_dict({k: torch.from_numpy(v) for k, v in best_state.items()})
+        twin.eval()
+        with torch.no_grad():
+            windows = windowed_loss(lambda x: twin(torch.from_numpy(x)).numpy(),
+                                    val, 256, 128, batch=16)
+        print(f"the saved weights in windows of 256: val loss {windows:.4f}")
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "log": log, "best_step": best_step,
+                       "best_val_loss": best, "val_loss_windows_256": windows,
+                       "seconds": time.time() - start}, f, indent=1)
 
 
 if __name__ == "__main__":

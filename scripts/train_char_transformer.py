@@ -30,6 +30,7 @@ torch's N(0, 1) the same run had a validation loss of 2.52 at step 450
 against 2.12.
 """
 import argparse
+import json
 import math
 import time
 
@@ -53,6 +54,9 @@ def main():
     ap.add_argument("--eval-every", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="book/weights/char_transformer.npz")
+    ap.add_argument("--json", default=None,
+                    help="also write the log (train and validation loss at "
+                         "every evaluation) and the result to this file")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
@@ -89,6 +93,7 @@ def main():
         return v
 
     best, best_state, best_step, start = float("inf"), None, 0, time.time()
+    log = []
     for step in range(1, args.steps + 1):
         x, y = nnlib.data.text_batches(train, args.batch, args.seq_len, rng)
         out = twin(torch.from_numpy(x))
@@ -102,6 +107,7 @@ def main():
             v = val_loss()
             print(f"step {step}: train loss {loss.item():.3f}, val loss {v:.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
+            log.append({"step": step, "train_loss": loss.item(), "val_loss": v})
             if v < best:
                 best, best_step = v, step
                 best_state = {k: t.detach().numpy().copy()
@@ -115,6 +121,11 @@ def main():
     print(f"saved the weights of step {best_step} (val loss {best:.4f}; "
           f"{rounded:.4f} after rounding to float16) to {args.out} "
           f"({time.time() - start:.0f} s in all)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "log": log, "best_step": best_step,
+                       "best_val_loss": best, "val_loss_float16": rounded,
+                       "seconds": time.time() - start}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,15 @@ def test_load_text_and_char_vocab():
         data.CharVocab("")
 
 
+def test_load_text_stdlib_code_is_code_in_the_first_texts_characters():
+    code, docs = data.load_text("stdlib_code"), data.load_text()
+    assert 40_000 < len(code) < 70_000 and not code.startswith("# Source")
+    assert set(code) <= set(docs)           # the first vocabulary covers it
+    assert "def " in code and '"""' not in code      # docstrings removed
+    ids = data.CharVocab(docs).encode(code)
+    assert ids.shape == (len(code),)
+
+
 def test_text_batches_targets_are_the_next_characters(rng):
     ids = np.arange(50)
     x, y = data.text_batches(ids, batch_size=4, seq_len=10, rng=rng)

@@ -85,6 +85,84 @@ def test_bidirectional_rejects_bad_layers():
         Bidirectional(nnlib.GRU(2, 3), nnlib.GRU(2, 4))
 
 
+def _packed_torch(theirs, x, lengths):
+    """torch's bidirectional layer on a packed batch, padded back with zeros."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    xt = torch.tensor(x, requires_grad=True)
+    packed = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=True,
+                                  enforce_sorted=False)
+    out, _ = pad_packed_sequence(theirs(packed)[0], batch_first=True,
+                                 total_length=x.shape[1])
+    return xt, out
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p[0].__name__)
+@settings(deadline=None, max_examples=15)
+@given(n=st.integers(1, 4), t=st.integers(1, 7), d=st.integers(1, 3),
+       h=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_bidirectional_lengths_match_packed_torch(pair, n, t, d, h, seed):
+    """With lengths, outputs, dx and every weight gradient equal torch's
+    pack_padded_sequence run (padding: output 0, no gradient), float64."""
+    cls, tcls = pair
+    rng = np.random.default_rng(seed)
+    bi = Bidirectional(cls(d, h, rng=rng), cls(d, h, rng=rng))
+    tb = tcls(d, h, batch_first=True, bidirectional=True).double()
+    tb.load_state_dict({_bi_name(k): torch.tensor(p.data)
+                        for k, p in bi.named_parameters()})
+    lengths = rng.integers(1, t + 1, n)
+    x = rng.standard_normal((n, t, d))
+    x[np.arange(t)[None, :] >= lengths[:, None]] = 5.0   # loud padding
+    y = bi(x, lengths=lengths)
+    g = rng.standard_normal(y.shape)
+    bi.zero_grad()
+    dx = bi.backward(g)
+    xt, yt = _packed_torch(tb, x, lengths)
+    (yt * torch.from_numpy(g)).sum().backward()
+    _close(y, yt.detach().numpy(), "output")
+    _close(dx, xt.grad.numpy(), "dx")
+    tp = dict(tb.named_parameters())
+    for k, p in bi.named_parameters():
+        _close(p.grad, tp[_bi_name(k)].grad.numpy(), k)
+
+
+def test_bidirectional_full_lengths_is_no_lengths():
+    rng = np.random.default_rng(4)
+    bi = Bidirectional(nnlib.LSTM(2, 3, rng=rng), nnlib.LSTM(2, 3, rng=rng))
+    x = rng.standard_normal((3, 5, 2))
+    g = rng.standard_normal((3, 5, 6))
+    y0, dx0 = bi(x), bi.backward(g)
+    y1, dx1 = bi(x, lengths=np.full(3, 5)), bi.backward(g)
+    assert np.array_equal(y0, y1) and np.array_equal(dx0, dx1)
+
+
+def test_bidirectional_padding_without_lengths_reaches_backward_states():
+    """Documented behaviour: without lengths the padding is read, and every
+    backward state of the real steps changes; with lengths none does."""
+    rng = np.random.default_rng(5)
+    bi = Bidirectional(nnlib.GRU(2, 3, rng=rng), nnlib.GRU(2, 3, rng=rng))
+    x = rng.standard_normal((1, 4, 2))
+    padded = np.concatenate([x, np.ones((1, 3, 2))], axis=1)
+    alone = bi(x)
+    with_pad = bi(padded)[:, :4]
+    masked = bi(padded, lengths=[4])[:, :4]
+    assert np.allclose(with_pad[..., :3], alone[..., :3])     # forward half
+    assert np.all(np.abs(with_pad[0, :, 3:] - alone[0, :, 3:]).max(1) > 1e-3)
+    assert np.allclose(masked, alone, rtol=0, atol=1e-14)
+
+
+def test_bidirectional_rejects_bad_lengths():
+    bi = Bidirectional(nnlib.GRU(2, 3), nnlib.GRU(2, 3))
+    x = np.zeros((2, 4, 2))
+    with pytest.raises(TypeError, match="expected lengths to be integers"):
+        bi(x, lengths=np.array([4.0, 2.0]))
+    with pytest.raises(ValueError, match=r"shape \(N,\) = \(2,\).*\(3,\)"):
+        bi(x, lengths=[4, 2, 1])
+    with pytest.raises(ValueError, match=r"\[1, 4\], got 0"):
+        bi(x, lengths=[4, 0])
+    with pytest.raises(ValueError, match=r"\[1, 4\], got 5"):
+        bi(x, lengths=[5, 1])
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_lstm_sequence_kernel_matches_step_functions(dtype):
     """lstm_forward/backward (time-major loop) against a loop of

@@ -15,6 +15,12 @@ def load_text(name: str = "stdlib_docstrings") -> str:
     ``"stdlib_docstrings"``: about 120 kB of docstrings from Python's standard
     library (printable ASCII, 96 distinct characters), collected by
     ``scripts/make_corpus.py``; (c) Python Software Foundation, PSF License.
+
+    ``"stdlib_code"``: about 56 kB of the standard library's source code (ten
+    small modules, colorsys to contextlib, docstrings and comments removed,
+    written back by ``ast.unparse``), in the characters of the first text, so
+    a model trained on the docstrings can read it (section 5f adapts one to
+    it); ``python scripts/make_corpus.py code``; same licence.
     """
     from importlib.resources import files
 

@@ -5,6 +5,11 @@
 in x out. ``B`` starts at zero, so before training the adapted layer is the
 pretrained one exactly; ``merge()`` folds the update into ``W`` for inference.
 This is the parameter-efficient fine-tuning (参数高效微调) the source names.
+
+``apply_lora(model, r, alpha, targets)`` freezes a whole model and swaps the
+``Linear`` layers named by ``targets`` for ``LoRALinear`` ones, in place;
+``merge_lora(model)`` swaps every ``LoRALinear`` back for its merged
+``Linear``, so the adapted model runs at the pretrained model's cost.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from ..module import Module, Parameter
 from ._twins import register_twin
 from .linear import Linear
 
-__all__ = ["LoRALinear"]
+__all__ = ["LoRALinear", "apply_lora", "merge_lora"]
 
 
 class LoRALinear(Module):
@@ -117,3 +122,81 @@ def _lora_twin(m, nn):
 
 
 register_twin(LoRALinear, _lora_twin)
+
+
+#: the ``Linear`` layers of a ``TransformerEncoderLayer`` (and so of every block
+#: of ``nnlib.transformer_lm.CharTransformer``): attention's output projection
+#: and the MLP's two layers. W_q, W_k and W_v are not ``Linear`` layers there
+#: but one packed ``in_proj_weight`` (torch's layout), so ``LoRALinear`` cannot wrap them.
+BLOCK_LINEARS = ("self_attn.out_proj", "linear1", "linear2")
+
+
+def _swap(model: Module, name: str, new: Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = dict(model.named_modules())[parent_name]
+    setattr(parent, attr, new)          # same key: the child keeps its place
+
+
+def apply_lora(model: Module, r: int, alpha: float = 1.0, targets=BLOCK_LINEARS,
+               rng=None) -> int:
+    """Freeze every parameter of ``model`` and replace, in place, each
+    ``Linear`` whose dotted name is one of ``targets`` or ends with
+    ``"." + target`` by ``LoRALinear(that_linear, r, alpha, rng)``; returns
+    the number of trainable parameters left, ``r (in + out)`` per adapted
+    layer. The model computes exactly what it did before (``B = 0``).
+
+    ``targets``: a non-empty sequence of names, e.g. ``("linear1",)`` for the
+    first MLP layer of every block or ``("blocks.0.linear1",)`` for one block's;
+    each must match at least one layer, and only ``Linear`` layers (a layer
+    adapted already is a ``LoRALinear`` and cannot be adapted again)."""
+    where = "apply_lora"
+    if not isinstance(model, Module):
+        raise TypeError(f"{where}: expected an nnlib Module, got {type(model).__name__}")
+    if isinstance(targets, str) or not targets or not all(
+            isinstance(t, str) and t for t in targets):
+        raise ValueError(f"{where}: expected targets to be a non-empty sequence of layer "
+                         f"names, got {targets!r}")
+    if not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1:
+        raise ValueError(f"{where}: expected rank r to be a positive integer, got {r!r}")
+    if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool)
+            and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"{where}: expected alpha > 0, got {alpha!r}")
+    modules = [(n, m) for n, m in model.named_modules() if n]
+    chosen = []
+    for t in targets:
+        hits = [(n, m) for n, m in modules if n == t or n.endswith("." + t)]
+        if not hits:
+            linears = [n for n, m in modules if isinstance(m, Linear)]
+            raise ValueError(f"{where}: target {t!r} names no layer of the model; its "
+                             f"Linear layers are {linears[:8]}"
+                             + (" ..." if len(linears) > 8 else ""))
+        for n, m in hits:
+            if not isinstance(m, Linear):
+                raise TypeError(f"{where}: expected target {t!r} to name Linear layers, "
+                                f"got {n!r}, a {type(m).__name__}")
+        chosen += [(n, m) for n, m in hits if all(n != c for c, _ in chosen)]
+    model.freeze()
+    for n, m in chosen:
+        _swap(model, n, LoRALinear(m, r=r, alpha=alpha, rng=rng))
+    return model.num_parameters(trainable_only=True)
+
+
+def merge_lora(model: Module) -> int:
+    """Replace, in place, every ``LoRALinear`` of ``model`` by its merged
+    ``Linear`` (weight ``W + (alpha / r) B A: (out, in)``, the base's bias), frozen or
+    not as its base was; returns how many were merged. The model then has
+    the pretrained model's layers and cost again."""
+    if not isinstance(model, Module):
+        raise TypeError(f"merge_lora: expected an nnlib Module, got {type(model).__name__}")
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+    if not found:
+        raise ValueError("merge_lora: expected a model with LoRALinear layers "
+                         "(from apply_lora), got none")
+    if any(not n for n, _ in found):
+        raise TypeError("merge_lora: got a LoRALinear itself; call its merge() instead")
+    for n, m in found:
+        merged = m.merge()
+        for p in merged.parameters():
+            p.requires_grad = m.base.weight.requires_grad
+        _swap(model, n, merged)
+    return len(found)

@@ -185,9 +185,22 @@ class Bidirectional(Module):
     """[h_fwd_t ; h_bwd_t] with h_fwd from ``forward_layer`` reading x_1..x_T
     and h_bwd from ``backward_layer`` reading x_T..x_1 (both start at zero).
 
-    ``x: (N, T, D) -> (N, T, 2 H)``: the first H features of step t are the
-    forward state after x_1..x_t, the last H the backward state after
-    x_T..x_t. Children are named ``fwd`` and ``bwd``."""
+    ``forward(x, lengths=None)``: ``x: (N, T, D) -> (N, T, 2 H)``: the first
+    H features of step t are the forward state after x_1..x_t, the last H the
+    backward state after x_T..x_t. Children are named ``fwd`` and ``bwd``.
+
+    Padded batches: ``lengths`` (N integers in [1, T]) gives the number of
+    real steps of each sequence, the padding after them. The backward
+    direction of sequence n then starts at its last real step, x_{L_n}, not
+    at the padding, and every output at a padding step is 0, as
+    ``torch.nn.utils.rnn.pack_padded_sequence`` with a bidirectional torch
+    layer followed by ``pad_packed_sequence`` (checked in float64 in
+    ``tests/test_seq_models.py``, outputs and gradients). Without
+    ``lengths`` every step counts as real: the padding is read, and it
+    changes every backward state of the real steps before it. The final
+    states of sequence n are ``out[n, L_n - 1, :H]`` (forward) and
+    ``out[n, 0, H:]`` (backward). ``backward`` ignores the gradient at
+    padding steps and returns 0 there."""
 
     def __init__(self, forward_layer, backward_layer):
         super().__init__()
@@ -207,20 +220,61 @@ class Bidirectional(Module):
         self.fwd, self.bwd = forward_layer, backward_layer
         self.hidden_size = forward_layer.hidden_size
 
-    def forward(self, x):
+    @staticmethod
+    def _lengths(lengths, n, t_len):
+        """Validate ``lengths``: N integers in [1, T]."""
+        where = "Bidirectional.forward"
+        arr = np.asarray(lengths)
+        if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{where}: expected lengths to be integers (the real "
+                            f"steps of each sequence), got dtype {arr.dtype}")
+        if arr.shape != (n,):
+            raise ValueError(f"{where}: expected lengths of shape (N,) = ({n},), "
+                             f"one per sequence, got shape {arr.shape}")
+        if n and (arr.min() < 1 or arr.max() > t_len):
+            bad = arr[(arr < 1) | (arr > t_len)][0]
+            raise ValueError(f"{where}: expected every length in [1, T] = "
+                             f"[1, {t_len}], got {int(bad)}")
+        return arr.astype(np.int64)
+
+    @staticmethod
+    def _reverse_index(lengths, t_len):
+        """idx[n, t] = L_n - 1 - t for t < L_n, else t: reverses the real steps
+        of each sequence and leaves the padding at the end (its own inverse)."""
+        t = np.arange(t_len)[None, :]
+        lens = lengths[:, None]
+        return np.where(t < lens, lens - 1 - t, t)
+
+    def forward(self, x, lengths=None):
         x = self._input(x, ndim=3)
-        h_f = self.fwd(x)
-        h_b = self.bwd(x[:, ::-1])[:, ::-1]
-        self.cache = x.shape
-        return np.concatenate([h_f, h_b], axis=2)
+        n, t_len = x.shape[:2]
+        if lengths is None:
+            h_f = self.fwd(x)
+            h_b = self.bwd(x[:, ::-1])[:, ::-1]
+            self.cache = (x.shape, None, None)
+            return np.concatenate([h_f, h_b], axis=2)
+        lengths = self._lengths(lengths, n, t_len)
+        idx = self._reverse_index(lengths, t_len)
+        rows = np.arange(n)[:, None]
+        real = (np.arange(t_len)[None, :] < lengths[:, None])[..., None]
+        h_f = self.fwd(x)                      # padding comes after: harmless
+        h_b = self.bwd(x[rows, idx])[rows, idx]
+        self.cache = (x.shape, idx, real)
+        return np.concatenate([h_f, h_b], axis=2) * real
 
     def backward(self, grad_out):
-        shape = self._cached()
+        shape, idx, real = self._cached()
         g = self._grad_out(grad_out, shape[:2] + (2 * self.hidden_size,))
         hsz = self.hidden_size
-        dx_b = self.bwd.backward(np.ascontiguousarray(g[:, ::-1, hsz:]))
+        if idx is None:
+            dx_b = self.bwd.backward(np.ascontiguousarray(g[:, ::-1, hsz:]))
+            dx_f = self.fwd.backward(np.ascontiguousarray(g[:, :, :hsz]))
+            return dx_f + dx_b[:, ::-1]
+        g = g * real                 # no gradient at the padding: it is not read
+        rows = np.arange(shape[0])[:, None]
+        dx_b = self.bwd.backward(np.ascontiguousarray(g[rows, idx, hsz:]))
         dx_f = self.fwd.backward(np.ascontiguousarray(g[:, :, :hsz]))
-        return dx_f + dx_b[:, ::-1]
+        return (dx_f + dx_b[rows, idx]) * real
 
 
 def _sequence_output(base_name):
