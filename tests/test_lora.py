@@ -38,13 +38,14 @@ class _LowRank(torch.nn.Module):
         return W + self.scale * self.B @ self.A
 
 
-def _torch_lora(base_twin, adapted):
-    """Reparametrise the twin's target weights with the adapted model's A, B."""
+def _torch_lora(base_twin, adapted, scale=lambda m: m.alpha / m.r):
+    """Reparametrise the twin's target weights with the adapted model's A, B
+    (``scale``: the factor of B A, alpha / r unless a control breaks it)."""
     for name, m in adapted.named_modules():
         if isinstance(m, LoRALinear):
             layer = base_twin.get_submodule(name)
             parametrize.register_parametrization(
-                layer, "weight", _LowRank(m.lora_A.data, m.lora_B.data, m.alpha / m.r))
+                layer, "weight", _LowRank(m.lora_A.data, m.lora_B.data, scale(m)))
     return base_twin
 
 
@@ -66,7 +67,7 @@ def test_counts_freezing_and_a_start_at_the_pretrained_model():
         np.testing.assert_array_equal(m(idx), before)     # B = 0: exactly the base
 
 
-def test_adapted_model_matches_a_torch_reparametrisation():
+def _adapted_pair(scale=lambda m: m.alpha / m.r):
     rng = np.random.default_rng(3)
     m = small()
     twin = torch_twin(m)                          # the pretrained weights, float64
@@ -74,19 +75,23 @@ def test_adapted_model_matches_a_torch_reparametrisation():
     for name, p in m.named_parameters():          # B away from 0: a real update
         if name.endswith("lora_B"):
             p.data[...] = 0.3 * rng.standard_normal(p.shape)
-    twin = _torch_lora(twin, m)
+    twin = _torch_lora(twin, m, scale)
     for p in twin.parameters():
         p.requires_grad_(False)
     for mod in twin.modules():
         if isinstance(mod, _LowRank):
             mod.A.requires_grad_(True), mod.B.requires_grad_(True)
-    idx = rng.integers(0, V, (3, 10))
+    return m, twin, rng.integers(0, V, (3, 10)), rng
+
+
+def _disagreement(m, twin, idx, rng):
+    """The output's relative error and every A and B gradient's, nnlib
+    against the torch twin."""
     y = m(idx)
     G = rng.standard_normal(y.shape)
     m.backward(G)
     yt = twin(torch.from_numpy(idx))
     (yt * torch.from_numpy(G)).sum().backward()
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-8, atol=1e-10)
     theirs = dict(twin.named_parameters())
     worst = {}
     for name, p in m.named_parameters():
@@ -97,12 +102,22 @@ def test_adapted_model_matches_a_torch_reparametrisation():
         else:
             assert not p.grad.any(), f"{name} is frozen but got a gradient"
     assert len(worst) == 2 * 2 * len(BLOCK_LINEARS)
+    return rel_error(y, yt.detach().numpy()), worst
+
+
+def test_adapted_model_matches_a_torch_reparametrisation():
+    out, worst = _disagreement(*_adapted_pair())
+    assert out < 1e-10
     bad = {n: e for n, e in worst.items() if not e < 1e-8}
     assert not bad, f"LoRA gradients differing from torch's: {bad}"
-    # the control: a 1% error in one gradient shows
-    p = dict(m.named_parameters())["blocks.1.linear1.lora_A"]
-    t = theirs["blocks.1.linear1.parametrizations.weight.0.A"].grad.numpy()
-    assert rel_error(1.01 * p.grad, t) > 1e-3
+
+
+def test_the_comparison_sees_a_wrongly_scaled_update():
+    """The control: a twin whose update is scaled by alpha instead of
+    alpha / r (the mistake of forgetting the rank) fails both comparisons."""
+    out, worst = _disagreement(*_adapted_pair(scale=lambda m: m.alpha))
+    assert out > 1e-3
+    assert all(e > 1e-3 for e in worst.values())
 
 
 def test_training_moves_only_the_adapters_and_merging_keeps_the_model():

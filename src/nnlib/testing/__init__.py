@@ -9,6 +9,8 @@
   (``nnlib.testing.gradcheck``);
 * ``assert_matches_torch`` and ``assert_gradients_ok`` -- the two checks as
   assertions with the book's tolerances ``RTOL``, ``ATOL`` and ``GRADCHECK_TOL``;
+* ``mean_sd`` and ``paired_t`` -- a measurement over seeds as the book
+  reports it (``nnlib.testing.seeds``);
 * ``nnlib.testing.strategies`` -- hypothesis strategies that draw a layer and an
   input for every layer in ``nnlib.layers`` (imported on demand: it needs
   hypothesis, a test dependency).
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 from .gradcheck import (GradCheckReport, check_module_gradients, numerical_grad,
                         numerical_vjp, rel_error)
+from .seeds import mean_sd, paired_t
 from .twins import TwinReport, compare_with_torch, register_twin, torch_loss_twin, torch_twin
 
 __all__ = ["torch_twin", "torch_loss_twin", "compare_with_torch", "TwinReport",
            "register_twin", "numerical_grad", "numerical_vjp", "rel_error",
-           "check_module_gradients", "GradCheckReport", "assert_matches_torch",
+           "check_module_gradients", "GradCheckReport", "mean_sd", "paired_t", "assert_matches_torch",
            "assert_gradients_ok", "RTOL", "ATOL", "GRADCHECK_TOL"]
 
 #: nnlib against torch in float64: ``abs(ours - torch) <= ATOL + RTOL * abs(torch)`` everywhere
