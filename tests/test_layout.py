@@ -5,7 +5,7 @@ never depends on data sets, figures or PyTorch.
     tier 0  errors, random, _checks
     tier 1  functional, module, layers, losses, optim, init
     tier 2  testing, twins, gradcheck, models, train, gan, data, playground
-    tier 3  rl, viz
+    tier 3  rl, viz, exercises
     tier 4  torch (the only place PyTorch is imported at module level)
 
 The imports are read with ``ast`` (nothing is imported to find them), at any
@@ -26,7 +26,7 @@ TIERS = {
     "functional": 1, "module": 1, "layers": 1, "losses": 1, "optim": 1, "init": 1,
     "testing": 2, "twins": 2, "gradcheck": 2, "models": 2, "train": 2, "gan": 2,
     "data": 2, "playground": 2, "seq2seq": 2, "transformer_lm": 2,
-    "rl": 3, "viz": 3,
+    "rl": 3, "viz": 3, "exercises": 3,
     "torch": 4,
 }
 # the package's own __init__ gathers the NumPy side for ``import nnlib``: it may

@@ -1,0 +1,347 @@
+"""The exercises of chapters 4 and 5: a convolution, a pooling layer's
+backward pass and one step of a recurrent cell, checked against nnlib's own.
+
+Each function here is the reference of the exercise of the same name; its
+docstring is the exercise's contract (arguments, shapes, layouts, what to
+return), in nnlib's and PyTorch's conventions: images ``(N, C, H, W)``,
+filters ``(F, C, k, k)``, a cross-correlation (the filter is not flipped),
+``W_ih: (H, D)`` and ``W_hh: (H, H)`` for a recurrent cell, backward
+functions taking the cache their forward keeps. Each is registered with
+random cases (batch of 1, odd sizes, the edge cases that catch the usual
+mistakes) and with the wrong answers the checker recognises.
+
+=====================  ===========  ======================================
+exercise               chapter      returns
+=====================  ===========  ======================================
+``conv2d_forward``     04-cnn       ``y``
+``maxpool_backward``   04-cnn       ``dx``
+``rnn_step_backward``  05-rnn       ``(dx, dh_prev, dW_ih, dW_hh, db)``
+=====================  ===========  ======================================
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional import conv as Fc
+from ..functional import recurrent as Fr
+from ._core import Case, Diagnoser, register
+
+__all__ = ["conv2d_forward", "maxpool_backward", "rnn_step_backward"]
+
+
+# --- chapter 4: convolution -----------------------------------------------
+def _conv_cases(rng):
+    # (N, C, H, W, F, k, stride, padding), note
+    settings = [((2, 3, 6, 6, 4, 3, 1, 1), ""),
+                ((1, 2, 5, 7, 3, 3, 1, 0), "batch of 1"),
+                ((3, 3, 7, 5, 2, 3, 2, 1), "odd sizes with stride 2"),
+                ((2, 1, 8, 8, 5, 5, 1, 2), "one input channel and padding 2"),
+                ((2, 4, 6, 9, 1, 2, 2, 0), "one filter of even size"),
+                ((1, 2, 9, 9, 3, 3, 3, 1), "stride 3"),
+                ((3, 5, 4, 4, 2, 1, 1, 0), "1x1 kernel"),
+                ((2, 3, 7, 7, 2, 3, 2, 2), "stride 2 and padding 2")]
+    out = []
+    for (n, c, h, w, f, k, s, p), note in settings:
+        x = rng.standard_normal((n, c, h, w))
+        W = rng.standard_normal((f, c, k, k))
+        b = rng.standard_normal(f)
+        out.append(Case((x, W, b, s, p), note))
+    return out
+
+
+def _windows(x, k, s, p):
+    """``(N, C, k, k, H_out, W_out)``: every window of the padded ``x``."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    cols = np.empty((n, c, k, k, ho, wo))
+    for i in range(k):
+        for j in range(k):
+            cols[:, :, i, j] = xp[:, :, i:i + s * ho:s, j:j + s * wo:s]
+    return cols
+
+
+def _conv(x, W, b, s, p, order="ckk", crop=0, pad=None, reduce=None):
+    """A cross-correlation by im2col, with a known mistake switched on."""
+    if pad is not None:
+        x = np.pad(x, ((0, 0), (0, 0), pad, pad))
+        p = 0
+    f, c, k, _ = W.shape
+    cols = _windows(x, k, s, p)
+    n, _, _, _, ho, wo = cols.shape
+    if reduce == "first":                     # one input channel only
+        cols, W = cols[:, :1], W[:, :1]
+    axes = (1, 2, 3) if order == "ckk" else (2, 3, 1)
+    m = cols.transpose(*axes, 0, 4, 5).reshape(-1, n * ho * wo)
+    y = W.reshape(f, -1) @ m
+    if reduce == "mean":
+        y = y / c
+    y = y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+    if b is not None:
+        y = y + b[None, :, None, None]
+    return y[..., :ho - crop, :wo - crop] if crop else y
+
+
+def _conv_variant(**kw):
+    def variant(x, W, b, stride, padding):
+        return _conv(x, W, b, stride, padding, **kw)
+    return variant
+
+
+PAD = ("the padding is off by one: pad p zeros on each side of both image "
+       "axes (np.pad with ((0, 0), (0, 0), (p, p), (p, p)))")
+
+
+@register("conv2d_forward", chapter="04-cnn",
+          args=("x", "W", "b", "stride", "padding"), outputs=("y",),
+          cases=_conv_cases, diagnosers=[
+              Diagnoser("flipped the filter (a true convolution): nnlib and "
+                        "PyTorch compute a cross-correlation, each window "
+                        "times W as it is, not rotated by 180 degrees",
+                        variant=lambda x, W, b, s, p: _conv(
+                            x, W[..., ::-1, ::-1], b, s, p)),
+              Diagnoser(PAD, variant=lambda x, W, b, s, p: _conv(x, W, b, s, p + 1)),
+              Diagnoser(PAD, variant=lambda x, W, b, s, p: _conv(x, W, b, s, p - 1)),
+              Diagnoser("padded one side only: pad p zeros before and p after "
+                        "each image axis", variant=lambda x, W, b, s, p: _conv(
+                            x, W, b, s, p, pad=(p, 0))),
+              Diagnoser("padded one side only: pad p zeros before and p after "
+                        "each image axis", variant=lambda x, W, b, s, p: _conv(
+                            x, W, b, s, p, pad=(0, p))),
+              Diagnoser("the output is one row and column short: H_out = (H + "
+                        "2p - k) // stride + 1", variant=_conv_variant(crop=1)),
+              Diagnoser("ignored the stride: take every stride-th window, so "
+                        "H_out = (H + 2p - k) // stride + 1",
+                        variant=lambda x, W, b, s, p: _conv(x, W, b, 1, p)),
+              Diagnoser("the bias is missing: add b[f] to every pixel of output "
+                        "channel f", variant=lambda x, W, b, s, p: _conv(
+                            x, W, None, s, p)),
+              Diagnoser("the channels are summed wrong: the rows of the window "
+                        "matrix must be in W.reshape(F, -1)'s order, channel "
+                        "first, then the kernel's rows and columns",
+                        variant=_conv_variant(order="kkc")),
+              Diagnoser("the channels are summed wrong: only the first input "
+                        "channel counted; each output sums over all C input "
+                        "channels", variant=_conv_variant(reduce="first")),
+              Diagnoser("the channels are summed wrong: averaged over the "
+                        "input channels instead of summed",
+                        variant=_conv_variant(reduce="mean")),
+          ])
+def conv2d_forward(x, W, b, stride, padding):
+    """Exercise ``conv2d_forward(x, W, b, stride, padding) -> y``: a 2-D
+    convolution layer's forward pass, as ``nnlib.Conv2d`` and PyTorch (a
+    cross-correlation: the filter is not flipped). ``x: (N, C, H, W)``, ``W:
+    (F, C, k, k)``, ``b: (F,)``, ``stride`` and ``padding`` integers (the same
+    along both image axes; padding adds zeros on every side) -> ``y: (N, F,
+    H_out, W_out)`` with ``H_out = (H + 2 padding - k) // stride + 1`` (and
+    the same for ``W_out``). Reference:
+    ``nnlib.functional.conv2d_forward(x, W, b, stride, padding)``."""
+    return Fc.conv2d_forward(x, W, b, stride, padding)[0]
+
+
+# --- chapter 4: max pooling -------------------------------------------------
+def _pool_cases(rng):
+    # (N, C, H, W, kernel, stride), note
+    settings = [((2, 3, 6, 6, 2, 2), ""),
+                ((1, 2, 4, 6, 2, 2), "batch of 1"),
+                ((3, 1, 7, 5, 2, 2), "odd sizes (a row and a column left over)"),
+                ((2, 2, 8, 7, 2, 3), "stride larger than the kernel"),
+                ((2, 2, 7, 7, 3, 2), "overlapping windows"),
+                ((2, 3, 6, 9, 3, 3), "kernel 3"),
+                ((2, 2, 6, 6, 2, 2), "ties"),
+                ((1, 3, 5, 5, 3, 1), "overlapping windows with ties")]
+    out = []
+    for (n, c, h, w, k, s), note in settings:
+        x = rng.standard_normal((n, c, h, w))
+        if "ties" in note:
+            x = rng.integers(0, 3, size=(n, c, h, w)).astype(float)
+        if note == "overlapping windows":
+            x[:, :, 2, 2] = 10.0          # the maximum of four windows
+        dout = rng.standard_normal((n, c, (h - k) // s + 1, (w - k) // s + 1))
+        out.append(Case((dout, x, k, s), note))
+    return out
+
+
+def _pool_bw(dout, x, k, s, rule="first", step=None, add=True, size=None):
+    """Max pooling's backward by loops over the windows, with a known mistake
+    switched on: ``rule`` says which entries of a window get its gradient,
+    ``step`` where the windows start (``s`` unless given), ``size`` how
+    many rows and columns they cover (``k`` unless given), ``add`` whether
+    overlapping windows' gradients add up or overwrite each other."""
+    step = s if step is None else step
+    size = k if size is None else size
+    dx = np.zeros_like(x)
+    n, c, ho, wo = dout.shape
+    for i in range(ho):
+        for j in range(wo):
+            r, q = i * step, j * step
+            win = x[:, :, r:r + size, q:q + size]
+            if win.shape[2:] != (size, size):
+                raise ValueError("window outside the image")
+            flat = win.reshape(n, c, -1)
+            g = dout[:, :, i, j][..., None]
+            top = flat == flat.max(axis=-1, keepdims=True)
+            if rule == "first":
+                m = np.arange(size ** 2) == flat.argmax(axis=-1)[..., None]
+            elif rule == "last":
+                m = np.arange(k * k) == (k * k - 1 - flat[..., ::-1].argmax(
+                    axis=-1))[..., None]
+            elif rule == "ties":
+                m = top
+            elif rule == "split":
+                m = top / top.sum(axis=-1, keepdims=True)
+            elif rule == "mean":
+                m = np.full(flat.shape, 1.0 / (k * k))
+            else:                            # "every"
+                m = np.ones(flat.shape)
+            part = (m * g).reshape(win.shape)
+            if add:
+                dx[:, :, r:r + size, q:q + size] += part
+            else:
+                dx[:, :, r:r + size, q:q + size] = part
+    return dx
+
+
+def _pool_variant(**kw):
+    def variant(dout, x, kernel, stride):
+        return _pool_bw(dout, x, kernel, stride, **kw)
+    return variant
+
+
+WINDOW = ("wrong window: window (i, j) covers rows i * stride to i * "
+          "stride + kernel - 1 and columns j * stride to j * stride + kernel "
+          "- 1")
+TIES = ("ties double-counted: when several entries of a window equal its "
+        "maximum, the whole gradient goes to the first of them (as "
+        "np.argmax picks it, row by row), not to each or shared")
+
+
+@register("maxpool_backward", chapter="04-cnn", args=("dout", "x", "kernel", "stride"),
+          outputs=("dx",), cases=_pool_cases, diagnosers=[
+              Diagnoser("spread the gradient evenly over the window (that is "
+                        "average pooling's backward): max pooling sends each "
+                        "window's gradient to its maximum only",
+                        variant=_pool_variant(rule="mean")),
+              Diagnoser("sent the gradient to every element of the window: "
+                        "only the window's maximum affected the output",
+                        variant=_pool_variant(rule="every")),
+              Diagnoser(TIES, variant=_pool_variant(rule="ties")),
+              Diagnoser(TIES, variant=_pool_variant(rule="split")),
+              Diagnoser("a tie went to the last maximum of its window: "
+                        "nnlib and PyTorch pick the first (np.argmax's)",
+                        variant=_pool_variant(rule="last")),
+              *[Diagnoser(WINDOW, variant=v) for v in (
+                  lambda d, x, k, s: _pool_bw(d, x, k, s, step=k),
+                  lambda d, x, k, s: _pool_bw(d, x, k, s, step=1),
+                  lambda d, x, k, s: _pool_bw(d, x, k, s, size=s))],
+              Diagnoser("wrong window: overlapping windows overwrote each "
+                        "other's gradient; an entry that is the maximum of "
+                        "several windows gets the sum of their gradients (+=)",
+                        variant=_pool_variant(add=False)),
+          ])
+def maxpool_backward(dout, x, kernel, stride):
+    """Exercise ``maxpool_backward(dout, x, kernel, stride) -> dx``: the
+    backward pass of max pooling without padding, as ``nnlib.MaxPool2d`` and
+    PyTorch. ``x: (N, C, H, W)``, the forward's input; ``kernel`` and
+    ``stride`` integers (square windows, which may overlap when stride <
+    kernel); ``dout: (N, C, H_out, W_out)`` with ``H_out = (H - kernel) //
+    stride + 1`` -> ``dx: (N, C, H, W)``. Each window's gradient goes wholly
+    to the first entry (in row-major order) that equals the window's
+    maximum; an entry that is the maximum of several windows gets the sum.
+    Reference: ``nnlib.functional.maxpool2d_backward``."""
+    _, cache = Fc.maxpool2d_forward(x, (kernel, kernel), (stride, stride))
+    return Fc.maxpool2d_backward(dout, cache)
+
+
+# --- chapter 5: one step of a recurrent cell ---------------------------------
+def _rnn_cases(rng):
+    # (N, D, H, weight scale), note
+    settings = [((4, 3, 5, 0.5), ""), ((1, 4, 3, 0.5), "batch of 1"),
+                ((7, 5, 5, 0.5), "odd sizes with D = H"), ((3, 2, 6, 0.5), ""),
+                ((2, 6, 1, 0.5), "one hidden unit"), ((6, 1, 4, 0.5), "one input"),
+                ((5, 3, 3, 3.0), "saturated units with D = H")]
+    out = []
+    for (n, d, h, scale), note in settings:
+        x = rng.standard_normal((n, d))
+        h_prev = np.tanh(rng.standard_normal((n, h)))
+        W_ih = rng.standard_normal((h, d)) * scale
+        W_hh = rng.standard_normal((h, h)) * scale
+        b_ih, b_hh = rng.standard_normal(h) * 0.5, rng.standard_normal(h) * 0.5
+        _, cache = Fr.rnn_step_forward(x, h_prev, W_ih, W_hh, b_ih, b_hh)
+        out.append(Case((rng.standard_normal((n, h)), cache), note))
+    return out
+
+
+def _rnn_variant(local=None, dx=None, dh=None, dWi=None, dWh=None, db=None):
+    """The step's backward with one known mistake: ``local(h, h_prev)`` is
+    the derivative used in place of 1 - h^2, the others replace one output,
+    each a function of (da, x, h_prev, W_ih, W_hh)."""
+    def variant(dout, cache):
+        x, h_prev, W_ih, W_hh, h = cache
+        da = dout * (1 - h ** 2 if local is None else local(h, h_prev))
+        a = (da, x, h_prev, W_ih, W_hh)
+        return (da @ W_ih if dx is None else dx(*a),
+                da @ W_hh if dh is None else dh(*a),
+                da.T @ x if dWi is None else dWi(*a),
+                da.T @ h_prev if dWh is None else dWh(*a),
+                da.sum(axis=0) if db is None else db(*a))
+    return variant
+
+
+@register("rnn_step_backward", chapter="05-rnn", args=("dh", "cache"),
+          outputs=("dx", "dh_prev", "dW_ih", "dW_hh", "db"), cases=_rnn_cases,
+          diagnosers=[
+              Diagnoser("forgot tanh': multiply dh by the derivative of tanh, "
+                        "1 - h^2 (h the step's output), before the products",
+                        variant=_rnn_variant(local=lambda h, hp: 1.0)),
+              Diagnoser("used 1 - h as tanh's derivative; it is 1 - h^2, with "
+                        "h = tanh(a) the step's output",
+                        variant=_rnn_variant(local=lambda h, hp: 1 - h)),
+              Diagnoser("took tanh's derivative at h_prev: it is 1 - h^2 with "
+                        "h the new state, the output of this step's tanh",
+                        variant=_rnn_variant(local=lambda h, hp: 1 - hp ** 2)),
+              Diagnoser("applied tanh to h again: h is already tanh(a), so the "
+                        "derivative is 1 - h^2",
+                        variant=_rnn_variant(local=lambda h, hp: 1 - np.tanh(h) ** 2)),
+              Diagnoser("dW_ih is transposed: W_ih has PyTorch's layout (H, D) "
+                        "and dW_ih has W_ih's shape", outputs=("dW_ih",),
+                        variant=_rnn_variant(dWi=lambda da, x, hp, Wi, Wh: x.T @ da)),
+              Diagnoser("dW_hh is transposed: h = tanh(x W_ih^T + h_prev W_hh^T "
+                        "+ b), so dW_hh = da^T h_prev, of shape (H, H) like "
+                        "W_hh", outputs=("dW_hh",),
+                        variant=_rnn_variant(dWh=lambda da, x, hp, Wi, Wh: hp.T @ da)),
+              Diagnoser("dh_prev used W_hh transposed: with h_prev W_hh^T in "
+                        "the forward, dh_prev = da W_hh", outputs=("dh_prev",),
+                        variant=_rnn_variant(dh=lambda da, x, hp, Wi, Wh: da @ Wh.T)),
+              Diagnoser("dx used W_ih transposed: with x W_ih^T in the "
+                        "forward, dx = da W_ih", outputs=("dx",),
+                        variant=_rnn_variant(dx=lambda da, x, hp, Wi, Wh: da @ Wi.T)),
+              Diagnoser("db is not summed over the batch: the bias is shared "
+                        "by every example, so their gradients add up",
+                        outputs=("db",),
+                        variant=_rnn_variant(db=lambda da, x, hp, Wi, Wh: da)),
+              Diagnoser("db is averaged over the batch: sum over it (a mean "
+                        "loss's 1/N is already in dh)", outputs=("db",),
+                        variant=_rnn_variant(
+                            db=lambda da, x, hp, Wi, Wh: da.mean(axis=0))),
+              Diagnoser("db is summed over the wrong axis (each example's "
+                        "units instead of the batch)", outputs=("db",),
+                        variant=_rnn_variant(
+                            db=lambda da, x, hp, Wi, Wh: da.sum(axis=1))),
+              Diagnoser("db is missing: the bias's gradient is da = dh (1 - "
+                        "h^2) summed over the batch", outputs=("db",),
+                        variant=_rnn_variant(db=lambda da, x, hp, Wi, Wh: None)),
+          ])
+def rnn_step_backward(dh, cache):
+    """Exercise ``rnn_step_backward(dh, cache) -> (dx, dh_prev, dW_ih, dW_hh,
+    db)``: the backward of one step of a plain RNN, h = tanh(x W_ih^T +
+    h_prev W_hh^T + b). ``cache = (x, h_prev, W_ih, W_hh, h)`` exactly as
+    ``nnlib.functional.rnn_step_forward`` returns it, with ``x: (N, D)``,
+    ``h_prev: (N, H)``, ``W_ih: (H, D)`` and ``W_hh: (H, H)`` (PyTorch's
+    layouts, as ``nnlib.RNN``'s ``weight_ih_l0`` and ``weight_hh_l0``) and
+    ``h: (N, H)``, the step's output; ``dh: (N, H)``, dL/dh -> ``dx: (N,
+    D)``, ``dh_prev: (N, H)``, ``dW_ih: (H, D)``, ``dW_hh: (H, H)``, ``db:
+    (H,)``, sums over the batch. nnlib and PyTorch keep two biases, ``b =
+    b_ih + b_hh``; each gets ``db``. Reference:
+    ``nnlib.functional.rnn_step_backward`` (its first five outputs)."""
+    return Fr.rnn_step_backward(dh, cache)[:5]

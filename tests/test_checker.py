@@ -1,0 +1,482 @@
+"""nnlib.exercises, the checker behind the chapters' "checked" exercises.
+
+For every exercise: the solution printed in the chapter (the dropdown's code
+block that starts with ``# solution: NAME``) passes, and typical wrong
+answers fail with the right diagnosis; the reference agrees with PyTorch;
+the messages for misuse (unknown name, not a function, None, wrong shape,
+an exception) say what was expected and what was got; and no message shows
+the solution.
+"""
+import inspect
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnlib.exercises as ex
+from nnlib.exercises import foundations as ref
+
+pytestmark = pytest.mark.book
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+CHAPTERS = {"01-concepts": ["softmax", "softmax_cross_entropy", "sigmoid_backward"],
+            "02-backprop": ["linear_backward", "relu_backward", "tanh_backward",
+                            "softmax_backward"],
+            "03-training": ["momentum_step", "adam_step", "batchnorm_forward"]}
+ALL = [n for names in CHAPTERS.values() for n in names]
+
+
+def _solutions() -> dict:
+    """name -> (chapter, source of the solution's code block)."""
+    found = {}
+    for chapter in CHAPTERS:
+        nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            text = "".join(cell["source"])
+            for block in re.findall(r"```python\n(# solution: (\w+)\n.*?)```", text, re.S):
+                assert block[1] not in found, f"two solutions for {block[1]}"
+                found[block[1]] = (chapter, block[0])
+    return found
+
+
+SOLUTIONS = _solutions()
+
+
+def solution(name):
+    _, source = SOLUTIONS[name]
+    namespace = {"np": np}
+    exec(compile(source, f"<solution {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def run(name, fn):
+    return ex.check(name, fn, verbose=False)
+
+
+def test_every_exercise_is_registered_with_a_solution_in_its_chapter():
+    # chapters 4 and 5 (nnlib.exercises.deep) are tests/test_checker_deep.py's
+    assert {n for n in ex.names() if ex.get(n).chapter in CHAPTERS} == set(ALL)
+    assert len(ALL) >= 8
+    for name in ALL:
+        assert name in SOLUTIONS, f"no '# solution: {name}' block in the chapters"
+        chapter = SOLUTIONS[name][0]
+        assert ex.get(name).chapter == chapter and name in CHAPTERS[chapter]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_chapters_solution_passes(name):
+    result = run(name, solution(name))
+    assert result and result.passed, result.message
+    assert result.message.startswith(f"{name}: passed on {result.cases} cases")
+    assert result.cases >= 6
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_stub_in_the_chapter_runs_and_says_not_yet(name, capsys):
+    chapter = SOLUTIONS[name][0]
+    nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if c.get("id") == f"ex-chk-{name}")
+    namespace = {"np": np, "nnlib": __import__("nnlib")}
+    exec("".join(cell["source"]), namespace)
+    out = capsys.readouterr().out
+    assert not namespace["result"] and "not yet" in out and "returned None" in out, out
+    assert f"{name}: not yet" in out
+    exec("".join(cell["source"]), namespace)
+    assert capsys.readouterr().out == out, "the stub's message is not deterministic"
+
+
+def _e(z):
+    return np.exp(z - z.max(axis=-1, keepdims=True))
+
+
+def _ce(loss_fn, dz_fn, stable=True):
+    def f(z, y):
+        n = len(y)
+        if stable:
+            s = z - z.max(axis=1, keepdims=True)
+            logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+        else:
+            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            logp = np.log(p)
+        per = -logp[np.arange(n), y]
+        onehot = np.eye(z.shape[1])[y]
+        return loss_fn(per, n), dz_fn(np.exp(logp), onehot, n)
+    return f
+
+
+def _lin(dx=None, dW=None, db=None):
+    def f(dout, cache):
+        x, W, _ = cache
+        return (dout @ W if dx is None else dx(dout, x, W),
+                dout.T @ x if dW is None else dW(dout, x, W),
+                dout.sum(axis=0) if db is None else db(dout, x, W))
+    return f
+
+
+def _sig(y):
+    return 1 / (1 + np.exp(-y))
+
+
+def _adam(bias=True, eps_inside=False, t_shift=0, corrected=False, v_of_g=False,
+          sign=1):
+    def f(w, g, m, v, t, lr, b1, b2, eps):
+        t = t + t_shift
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * (g if v_of_g else g * g)
+        mh, vh = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if bias else (m, v)
+        den = np.sqrt(vh + eps) if eps_inside else np.sqrt(vh) + eps
+        w = w - sign * lr * mh / den
+        return (w, mh, vh) if corrected else (w, m, v)
+    return f
+
+
+def _bn(axis=0, ddof=0, eps_out=False, affine=True, no_eps=False):
+    def f(x, gamma, beta, eps):
+        mu = x.mean(axis=axis, keepdims=True)
+        var = x.var(axis=axis, ddof=ddof, keepdims=True)
+        if no_eps:
+            xhat = (x - mu) / np.sqrt(var)
+        elif eps_out:
+            xhat = (x - mu) / (np.sqrt(var) + eps)
+        else:
+            xhat = (x - mu) / np.sqrt(var + eps)
+        return gamma * xhat + beta if affine else xhat
+    return f
+
+
+# name -> [(wrong answer, words the diagnosis must contain)]
+WRONG = {
+    "softmax": [
+        (lambda z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True),
+         "subtract each row's maximum"),
+        (lambda z: _e(z) / _e(z).sum(axis=0, keepdims=True), "over the batch (axis 0)"),
+        (lambda z: np.exp(z), "forgot to divide by the sum"),
+        (lambda z: _e(z) / _e(z).sum(), "sum over the whole batch"),
+        (lambda z: _e(z) / _e(z).sum(axis=-1), "keepdims=True"),
+    ],
+    "softmax_cross_entropy": [
+        (_ce(lambda per, n: per.sum(), lambda p, oh, n: (p - oh) / n),
+         "summed the examples' losses"),
+        (_ce(lambda per, n: per, lambda p, oh, n: (p - oh) / n), "each example's loss"),
+        (_ce(lambda per, n: -per.mean(), lambda p, oh, n: (p - oh) / n),
+         "the sign is wrong"),
+        (_ce(lambda per, n: per.mean(), lambda p, oh, n: p - oh), "missing the 1/N"),
+        (_ce(lambda per, n: per.mean(), lambda p, oh, n: (oh - p) / n),
+         "dz has the wrong sign"),
+        (_ce(lambda per, n: per.mean(), lambda p, oh, n: p / n),
+         "missing the -1 at the true class"),
+        (_ce(lambda per, n: per.mean(), lambda p, oh, n: (p - oh) / n, stable=False),
+         "underflowed to 0"),
+    ],
+    "sigmoid_backward": [
+        (lambda d, y: d * _sig(y) * (1 - _sig(y)), "applied the sigmoid to y again"),
+        (lambda d, y: y * (1 - y), "forgot to multiply by dout"),
+        (lambda d, y: d * (1 - y ** 2), "derivative of tanh"),
+        (lambda d, y: d * y * (y - 1), "wrong sign"),
+    ],
+    "linear_backward": [
+        (_lin(dW=lambda d, x, W: x.T @ d), "dW is transposed"),
+        (_lin(dW=lambda d, x, W: d.T @ x / len(x)), "dW is averaged over the batch"),
+        (_lin(db=lambda d, x, W: None), "db is missing"),
+        (_lin(db=lambda d, x, W: np.zeros(W.shape[0])), "db is missing"),
+        (_lin(db=lambda d, x, W: d.mean(axis=0)), "db is averaged over the batch"),
+        (_lin(db=lambda d, x, W: d.sum(axis=1)), "db is summed over the wrong axis"),
+        (_lin(dx=lambda d, x, W: d @ W.T), "dx used W transposed"),
+    ],
+    "relu_backward": [
+        (lambda d, x: d * (d > 0), "the mask is x > 0"),
+        (lambda d, x: (x > 0) * 1.0, "without multiplying by dout"),
+        (lambda d, x: d * (x >= 0), "at x = 0"),
+        (lambda d, x: d * np.maximum(x, 0), "by relu(x)"),
+    ],
+    "tanh_backward": [
+        (lambda d, y: d * (1 - np.tanh(y) ** 2), "applied tanh to y again"),
+        (lambda d, y: 1 - y ** 2, "forgot to multiply by dout"),
+        (lambda d, y: d * (1 - y), "used 1 - y"),
+        (lambda d, y: d * y * (1 - y), "the sigmoid's derivative"),
+        (lambda d, y: -d * (1 - y ** 2), "wrong sign"),
+    ],
+    "softmax_backward": [
+        (lambda d, p: d * p * (1 - p), "only the diagonal of the Jacobian"),
+        (lambda d, p: p * (d - (d * p).sum(axis=0, keepdims=True)),
+         "summed over the batch (axis 0)"),
+        (lambda d, p: d - (d * p).sum(axis=-1, keepdims=True), "forgot the outer factor p"),
+        (lambda d, p: -p * (d - (d * p).sum(axis=-1, keepdims=True)), "wrong sign"),
+    ],
+    "momentum_step": [
+        (lambda w, g, b, lr, m: (w + lr * (m * b + g), m * b + g), "moved up the gradient"),
+        (lambda w, g, b, lr, m: (w - lr * g, m * b + g), "gradient g instead of"),
+        (lambda w, g, b, lr, m: (w - lr * b, m * b + g), "stepped with the old velocity"),
+        (lambda w, g, b, lr, m: (w - lr * (m * b + (1 - m) * g), m * b + (1 - m) * g),
+         "mixed (1 - momentum) g"),
+        (lambda w, g, b, lr, m: (w - (m * b + lr * g), m * b + lr * g),
+         "put lr inside the buffer"),
+        (lambda w, g, b, lr, m: (w - lr * (m * b + g), b), "returned the old buffer"),
+    ],
+    "adam_step": [
+        (_adam(bias=False), "no bias correction"),
+        (_adam(eps_inside=True), "eps inside the square root"),
+        (_adam(t_shift=1), "t is off by one"),
+        (_adam(corrected=True), "returned the bias-corrected moments"),
+        (_adam(v_of_g=True), "v averages g, not g^2"),
+        (_adam(sign=-1), "moved up the gradient"),
+    ],
+    "batchnorm_forward": [
+        (_bn(ddof=1), "unbiased variance"),
+        (_bn(axis=1), "that is layer norm"),
+        (_bn(eps_out=True), "eps outside the square root"),
+        (_bn(no_eps=True), "without eps"),
+        (_bn(affine=False), "forgot the scale gamma"),
+    ],
+}
+
+
+def test_every_exercise_has_at_least_three_wrong_answers():
+    assert set(WRONG) == set(ALL)
+    assert all(len(v) >= 3 for v in WRONG.values())
+
+
+@pytest.mark.parametrize("name,k", [(n, k) for n in ALL for k in range(len(WRONG[n]))])
+def test_a_wrong_answer_fails_with_its_diagnosis(name, k):
+    fn, words = WRONG[name][k]
+    result = run(name, fn)
+    assert not result and not result.passed, result.message
+    assert f"{name}: not yet" in result.message
+    assert "likely cause:" in result.message, result.message
+    flat = " ".join(result.message.split())
+    assert words in flat, f"expected a diagnosis with {words!r}:\n{result.message}"
+    assert "expected" in flat and "got" in flat
+
+
+def _solution_lines(name):
+    body = SOLUTIONS[name][1].splitlines()[1:]
+    code = inspect.getsource(getattr(ref, name)).split('"""')[-1]
+    return [ln.strip() for ln in body + code.splitlines()
+            if len(ln.strip()) >= 12 and not ln.strip().startswith("def ")]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_message_shows_the_solution_or_the_reference(name):
+    lines = _solution_lines(name)
+    assert lines, name
+    messages = [run(name, fn).message for fn, _ in WRONG[name]]
+    messages += [run(name, lambda *a: None).message, run(name, solution(name)).message]
+    for message in messages:
+        flat = " ".join(message.split())
+        for line in lines:
+            assert line not in flat, f"{name}: the message shows {line!r}:\n{message}"
+
+
+def test_unknown_name_lists_the_exercises():
+    with pytest.raises(ex.UnknownExerciseError) as info:
+        ex.check("softmaxx", lambda z: z)
+    message = str(info.value)
+    assert "'softmaxx'" in message and all(n in message for n in ALL)
+    assert isinstance(info.value, KeyError)
+
+
+def test_not_callable_is_a_type_error_naming_what_was_got():
+    with pytest.raises(TypeError, match=r"expected a function .*got an array of shape \(3,\)"):
+        ex.check("softmax", np.zeros(3))
+    with pytest.raises(TypeError, match=r"def relu_backward\(dout, x\).*got None"):
+        ex.check("relu_backward", None)
+
+
+class _Flat:
+    """A result whose message is read with its line breaks undone."""
+
+    def __init__(self, result):
+        self.result, self.message = result, " ".join(result.message.split())
+
+    def __bool__(self):
+        return bool(self.result)
+
+
+def test_wrong_shape_none_tuple_and_exceptions_are_reported_in_words(capsys):
+    def run(name, fn):
+        return _Flat(ex.check(name, fn, verbose=False))
+
+    r = ex.check("softmax", lambda z: z.sum(axis=1))
+    assert not r and "output p: expected shape (4, 4), got (4,)" in r.message
+    assert r.message in capsys.readouterr().out                       # verbose prints
+    r = run("softmax", lambda z: None)
+    assert "returned None" in r.message and "an array p of shape (4, 4)" in r.message
+    r = run("softmax_cross_entropy", lambda z, y: z)
+    assert "expected a tuple of 2 outputs (loss, dz)" in r.message, r.message
+    r = run("softmax_cross_entropy", lambda z, y: (1.0,))
+    assert "a tuple of 1 items; expected 2 outputs" in r.message, r.message
+    r = run("softmax", lambda z: (z, z))
+    assert "not a tuple" in r.message
+    r = run("softmax", lambda z: "p")
+    assert "output p: expected an array p of shape (4, 4), got a str" in r.message
+    r = run("linear_backward", lambda d, c: (d @ c[1], d.T @ c[0], np.zeros((2, 2))))
+    assert "output dW" not in r.message and "output db: expected shape (3,)" in r.message
+    r = run("linear_backward", lambda d, c: (d @ c[0], d.T @ c[0], d.sum(0)))
+    assert "raised ValueError" in r.message and "shapes of a product" in r.message
+
+    def raises(z):
+        raise ValueError("operands could not be broadcast")
+    r = run("softmax", raises)
+    assert "raised ValueError on case 1 of 8" in r.message
+    assert "operands could not be broadcast" in r.message
+
+    def todo(z):
+        raise NotImplementedError
+    assert "raised NotImplementedError" in run("softmax", todo).message
+    r = run("softmax_cross_entropy", _ce(lambda per, n: np.float64(per.mean()),
+                                         lambda p, oh, n: (p - oh) / n))
+    assert r, r.message                           # a NumPy scalar is a number too
+
+
+def test_a_failure_names_the_case_the_output_the_index_and_both_values():
+    r = run("relu_backward", lambda d, x: d * (x >= 0))
+    m = " ".join(r.message.split())
+    assert "case 8 of 8" in m and "x with exact zeros" in m
+    assert re.search(r"output dx at index \(\d+, \d+\): expected 0, got -?\d", m), m
+
+
+def test_the_same_seed_gives_the_same_message_and_another_seed_other_cases():
+    wrong = WRONG["linear_backward"][1][0]
+    a, b = run("linear_backward", wrong).message, run("linear_backward", wrong).message
+    assert a == b
+    c = ex.check("linear_backward", wrong, seed=1, verbose=False).message
+    assert c != a
+
+
+def test_register_refuses_a_name_twice():
+    with pytest.raises(ValueError, match="'softmax'"):
+        ex.register("softmax", cases=lambda rng: [], args=("z",), outputs=("p",))(
+            lambda z: z)
+
+
+def test_a_new_exercise_can_be_registered_and_checked():
+    from nnlib.exercises import _core
+
+    def cases(rng):
+        return [ex.Case((rng.standard_normal((2, 3)),)), ex.Case((np.ones((1, 1)),), "ones")]
+    try:
+        ex.register("double", cases=cases, args=("x",), outputs=("y",), diagnosers=[
+            ex.Diagnoser("added instead of multiplied", variant=lambda x: x + 2)])(
+            lambda x: 2 * x)
+        assert run("double", lambda x: x * 2)
+        r = run("double", lambda x: x + 2)
+        assert "likely cause: added instead of multiplied" in r.message
+        assert "passed on 2 cases (including ones)" in run("double", lambda x: x + x).message
+    finally:
+        _core._REGISTRY.pop("double", None)
+
+
+# --- the references agree with PyTorch ---------------------------------------
+def _cases(name, seed=0):
+    return ex.get(name).cases(np.random.default_rng(seed))
+
+
+def _close(a, b):
+    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float),
+                               rtol=1e-8, atol=1e-10)
+
+
+@np.errstate(divide="ignore")
+def test_references_agree_with_torch_ch1_ch2():
+    torch = pytest.importorskip("torch")
+    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    for case in _cases("softmax"):
+        _close(ref.softmax(*case.args), torch.softmax(t(case.args[0]), -1).detach())
+    for case in _cases("softmax_cross_entropy"):
+        z, y = case.args
+        zt = t(z)
+        loss = torch.nn.functional.cross_entropy(zt, torch.tensor(y))
+        loss.backward()
+        got = ref.softmax_cross_entropy(z, y)
+        _close(got[0], loss.item())
+        _close(got[1], zt.grad)
+    for name, f in [("sigmoid_backward", torch.sigmoid), ("tanh_backward", torch.tanh),
+                    ("relu_backward", torch.relu)]:
+        for case in _cases(name):
+            dout, c = case.args
+            x = {"sigmoid_backward": lambda y: np.log(y / (1 - y)),
+                 "tanh_backward": np.arctanh, "relu_backward": lambda x: x}[name](c)
+            if not np.all(np.isfinite(x)):
+                continue                   # saturated: y rounds to 1, x is not recoverable
+            xt = t(x)
+            f(xt).backward(torch.tensor(dout))
+            _close(getattr(ref, name)(dout, c), xt.grad)
+    for case in _cases("linear_backward"):
+        dout, (x, W, _) = case.args
+        xt, Wt, bt = t(x), t(W), t(np.zeros(W.shape[0]))
+        torch.nn.functional.linear(xt, Wt, bt).backward(torch.tensor(dout))
+        for a, b in zip(ref.linear_backward(*case.args), (xt.grad, Wt.grad, bt.grad)):
+            _close(a, b)
+    for case in _cases("softmax_backward"):
+        dout, p = case.args
+        # logits with this softmax: log p (softmax is shift-invariant)
+        zt = t(np.log(p))
+        torch.softmax(zt, -1).backward(torch.tensor(dout))
+        if np.all(p > 1e-300):
+            _close(ref.softmax_backward(dout, p), zt.grad)
+
+
+def test_references_agree_with_torch_ch3():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    w0, grads = rng.standard_normal((3, 2)), rng.standard_normal((4, 3, 2))
+    for mom in (0.9, 0.5):
+        p = torch.tensor(w0.copy(), requires_grad=True)
+        opt = torch.optim.SGD([p], lr=0.1, momentum=mom)
+        w, buf = w0.copy(), np.zeros_like(w0)
+        for g in grads:
+            p.grad = torch.tensor(g)
+            opt.step()
+            w, buf = ref.momentum_step(w, g, buf, 0.1, mom)
+            _close(w, p.detach())
+            _close(buf, opt.state[p]["momentum_buffer"])
+    for eps in (1e-8, 0.1):
+        p = torch.tensor(w0.copy(), requires_grad=True)
+        opt = torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.99), eps=eps)
+        w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+        for t, g in enumerate(grads, start=1):
+            p.grad = torch.tensor(g)
+            opt.step()
+            w, m, v = ref.adam_step(w, g, m, v, t, 0.01, 0.8, 0.99, eps)
+            _close(w, p.detach())
+            _close(m, opt.state[p]["exp_avg"])
+            _close(v, opt.state[p]["exp_avg_sq"])
+    for case in _cases("batchnorm_forward"):
+        x, gamma, beta, eps = case.args
+        y = torch.nn.functional.batch_norm(torch.tensor(x), None, None, torch.tensor(gamma),
+                                           torch.tensor(beta), training=True, eps=eps)
+        _close(ref.batchnorm_forward(*case.args), y)
+
+
+def test_every_case_set_has_a_batch_of_one_or_its_smallest_and_odd_sizes():
+    """The cases reach the corners: a batch of 1 (2 for batch norm, whose
+    variance needs two examples), odd sizes and each exercise's edge case."""
+    for name in ALL:
+        cases = _cases(name)
+        shapes = [np.shape(c.args[0]) for c in cases]
+        smallest = 2 if name == "batchnorm_forward" else 1
+        assert min(s[0] for s in shapes if s) == smallest, (name, shapes)
+        assert any(any(d % 2 and d > 1 for d in s) for s in shapes), (name, shapes)
+        assert len(cases) >= 6 and any(c.note for c in cases)
+
+
+def test_float32_output_is_named_as_the_cause():
+    def softmax32(z):
+        z = z.astype(np.float32)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    r = run("softmax", softmax32)
+    assert not r and "your output is float32" in " ".join(r.message.split()), r.message
+
+
+def test_import_nnlib_does_not_import_the_exercises():
+    import subprocess
+    import sys
+    code = ("import sys, nnlib\nassert 'nnlib.exercises' not in sys.modules\n"
+            "import nnlib.exercises\nassert nnlib.exercises.names()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -1,0 +1,296 @@
+"""nnlib.exercises for chapters 4 and 5 (``nnlib.exercises.deep``).
+
+As tests/test_checker.py for chapters 1 to 3: for every exercise the
+solution printed in the chapter (the dropdown's code block that starts with
+``# solution: NAME``) passes, typical wrong answers fail with the right
+diagnosis, the stub in the chapter says "not yet", no message shows the
+solution, and the reference agrees with PyTorch.
+"""
+import inspect
+import json
+import re
+
+import numpy as np
+import pytest
+from test_checker import BOOK, run
+
+import nnlib.exercises as ex
+from nnlib.exercises import deep as ref
+
+pytestmark = pytest.mark.book
+
+CHAPTERS = {"04-cnn": ["conv2d_forward", "maxpool_backward"],
+            "05-rnn": ["rnn_step_backward"]}
+ALL = [n for names in CHAPTERS.values() for n in names]
+
+
+def _solutions() -> dict:
+    """name -> (chapter, source of the solution's code block)."""
+    found = {}
+    for chapter in CHAPTERS:
+        nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            text = "".join(cell["source"])
+            for block in re.findall(r"```python\n(# solution: (\w+)\n.*?)```", text, re.S):
+                assert block[1] not in found, f"two solutions for {block[1]}"
+                found[block[1]] = (chapter, block[0])
+    return found
+
+
+SOLUTIONS = _solutions()
+
+
+def solution(name):
+    _, source = SOLUTIONS[name]
+    namespace = {"np": np}
+    exec(compile(source, f"<solution {name}>", "exec"), namespace)
+    return namespace[name]
+
+
+def test_every_exercise_is_registered_with_a_solution_in_its_chapter():
+    assert set(ALL) <= set(ex.names())
+    assert {n for n in ex.names() if ex.get(n).chapter in CHAPTERS} == set(ALL)
+    for name in ALL:
+        assert name in SOLUTIONS, f"no '# solution: {name}' block in the chapters"
+        chapter = SOLUTIONS[name][0]
+        assert ex.get(name).chapter == chapter and name in CHAPTERS[chapter]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_chapters_solution_passes(name):
+    result = run(name, solution(name))
+    assert result and result.passed, result.message
+    assert result.message.startswith(f"{name}: passed on {result.cases} cases")
+    assert result.cases >= 6
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_stub_in_the_chapter_runs_and_says_not_yet(name, capsys):
+    chapter = SOLUTIONS[name][0]
+    nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if c.get("id") == f"ex-chk-{name}")
+    namespace = {"np": np, "nnlib": __import__("nnlib")}
+    exec("".join(cell["source"]), namespace)
+    out = capsys.readouterr().out
+    assert not namespace["result"] and "not yet" in out and "returned None" in out, out
+    assert f"{name}: not yet" in out
+    exec("".join(cell["source"]), namespace)
+    assert capsys.readouterr().out == out, "the stub's message is not deterministic"
+
+
+# --- wrong answers, written as a learner would -------------------------------
+def _conv(flip=False, dpad=0, one_side=False, ignore_stride=False, bias=True,
+          order="ckk", crop=0):
+    def f(x, W, b, stride, padding):
+        n, c, h, w = x.shape
+        nf, _, k, _ = W.shape
+        s, p = (1 if ignore_stride else stride), padding + dpad
+        pads = (p, 0) if one_side else (p, p)
+        xp = np.pad(x, ((0, 0), (0, 0), pads, pads))
+        ho, wo = (xp.shape[2] - k) // s + 1 - crop, (xp.shape[3] - k) // s + 1 - crop
+        Wf = W[..., ::-1, ::-1] if flip else W
+        cols = np.empty((n, c, k, k, ho, wo))
+        for i in range(k):
+            for j in range(k):
+                cols[:, :, i, j] = xp[:, :, i:i + s * ho:s, j:j + s * wo:s]
+        axes = (1, 2, 3) if order == "ckk" else (2, 3, 1)
+        cols = cols.transpose(*axes, 0, 4, 5).reshape(c * k * k, -1)
+        y = Wf.reshape(nf, -1) @ cols
+        if bias:
+            y = y + b[:, None]
+        return y.reshape(nf, n, ho, wo).transpose(1, 0, 2, 3)
+    return f
+
+
+def _pool(rule="first", step=None, overwrite=False):
+    def f(dout, x, k, s):
+        n, c, ho, wo = dout.shape
+        dx = np.zeros_like(x)
+        start = {None: s, "kernel": k, "one": 1}[step]
+        for i in range(ho):
+            for j in range(wo):
+                r, q = i * start, j * start
+                win = x[:, :, r:r + k, q:q + k]
+                g = dout[:, :, i, j][:, :, None, None]
+                if rule == "mean":
+                    part = np.broadcast_to(g / (k * k), win.shape)
+                elif rule == "every":
+                    part = np.broadcast_to(g, win.shape)
+                elif rule == "ties":
+                    part = (win == win.max(axis=(2, 3), keepdims=True)) * g
+                else:
+                    flat = win.reshape(n, c, -1)
+                    first = flat.argmax(axis=-1)[..., None]
+                    part = ((np.arange(k * k) == first) * g[..., 0]).reshape(win.shape)
+                if overwrite:
+                    dx[:, :, r:r + k, q:q + k] = part
+                else:
+                    dx[:, :, r:r + k, q:q + k] += part
+        return dx
+    return f
+
+
+def _rnn(local=lambda h, hp: 1 - h ** 2, dWi_T=False, dWh_T=False, db="sum"):
+    def f(dh, cache):
+        x, h_prev, W_ih, W_hh, h = cache
+        da = dh * local(h, h_prev)
+        dWi = x.T @ da if dWi_T else da.T @ x
+        dWh = h_prev.T @ da if dWh_T else da.T @ h_prev
+        d_b = {"sum": da.sum(axis=0), "none": da, "mean": da.mean(axis=0)}[db]
+        return da @ W_ih, da @ W_hh, dWi, dWh, d_b
+    return f
+
+
+# name -> [(wrong answer, words the diagnosis must contain)]
+WRONG = {
+    "conv2d_forward": [
+        (_conv(flip=True), "flipped the filter"),
+        (_conv(dpad=1), "the padding is off by one"),
+        (_conv(dpad=-1), "the padding is off by one"),
+        (_conv(one_side=True), "padded one side only"),
+        (_conv(ignore_stride=True), "ignored the stride"),
+        (_conv(bias=False), "the bias is missing"),
+        (_conv(order="kkc"), "the channels are summed wrong"),
+        (_conv(crop=1), "one row and column short"),
+    ],
+    "maxpool_backward": [
+        (_pool(rule="mean"), "average pooling's backward"),
+        (_pool(rule="every"), "to every element of the window"),
+        (_pool(rule="ties"), "ties double-counted"),
+        (_pool(step="kernel"), "wrong window"),
+        (_pool(step="one"), "wrong window"),
+        (_pool(overwrite=True), "overwrote each other's gradient"),
+    ],
+    "rnn_step_backward": [
+        (_rnn(local=lambda h, hp: 1.0), "forgot tanh'"),
+        (_rnn(local=lambda h, hp: 1 - h), "used 1 - h as tanh's derivative"),
+        (_rnn(local=lambda h, hp: 1 - hp ** 2), "derivative at h_prev"),
+        (_rnn(dWi_T=True), "dW_ih is transposed"),
+        (_rnn(dWh_T=True), "dW_hh is transposed"),
+        (_rnn(db="none"), "db is not summed over the batch"),
+        (_rnn(db="mean"), "db is averaged over the batch"),
+    ],
+}
+
+
+def test_every_exercise_has_at_least_three_wrong_answers():
+    assert set(WRONG) == set(ALL)
+    assert all(len(v) >= 3 for v in WRONG.values())
+
+
+@pytest.mark.parametrize("name,k", [(n, k) for n in ALL for k in range(len(WRONG[n]))])
+def test_a_wrong_answer_fails_with_its_diagnosis(name, k):
+    fn, words = WRONG[name][k]
+    result = run(name, fn)
+    assert not result and not result.passed, result.message
+    assert f"{name}: not yet" in result.message
+    assert "likely cause:" in result.message, result.message
+    flat = " ".join(result.message.split())
+    assert words in flat, f"expected a diagnosis with {words!r}:\n{result.message}"
+    assert "expected" in flat and "got" in flat
+
+
+def test_a_correct_answer_written_differently_passes():
+    """A direct loop over output pixels (no im2col) is right too."""
+    def conv_loops(x, W, b, stride, padding):
+        n, c, h, w = x.shape
+        f, _, k, _ = W.shape
+        xp = np.pad(x, ((0, 0), (0, 0), (padding,) * 2, (padding,) * 2))
+        ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+        y = np.empty((n, f, ho, wo))
+        for i in range(ho):
+            for j in range(wo):
+                win = xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+                y[:, :, i, j] = np.einsum("nckl,fckl->nf", win, W) + b
+        return y
+    assert run("conv2d_forward", conv_loops)
+    assert run("maxpool_backward", _pool())
+    assert run("rnn_step_backward", _rnn())
+
+
+def _solution_lines(name):
+    body = SOLUTIONS[name][1].splitlines()[1:]
+    code = inspect.getsource(getattr(ref, name)).split('"""')[-1]
+    return [ln.strip() for ln in body + code.splitlines()
+            if len(ln.strip()) >= 12 and not ln.strip().startswith("def ")]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_message_shows_the_solution_or_the_reference(name):
+    lines = _solution_lines(name)
+    assert lines, name
+    messages = [run(name, fn).message for fn, _ in WRONG[name]]
+    messages += [run(name, lambda *a: None).message, run(name, solution(name)).message]
+    for message in messages:
+        flat = " ".join(message.split())
+        for line in lines:
+            assert line not in flat, f"{name}: the message shows {line!r}:\n{message}"
+
+
+def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
+    for name in ALL:
+        cases = ex.get(name).cases(np.random.default_rng(0))
+        shapes = [np.shape(c.args[1 if name == "maxpool_backward" else 0])
+                  for c in cases]
+        assert min(s[0] for s in shapes) == 1, (name, shapes)
+        assert any(any(d % 2 and d > 1 for d in s) for s in shapes), (name, shapes)
+        assert len(cases) >= 6 and any(c.note for c in cases)
+    conv = ex.get("conv2d_forward").cases(np.random.default_rng(0))
+    assert {c.args[3] for c in conv} >= {1, 2, 3} and {c.args[4] for c in conv} >= {0, 1, 2}
+    assert any(c.args[1].shape[2] % 2 == 0 for c in conv)           # an even kernel
+    pool = ex.get("maxpool_backward").cases(np.random.default_rng(0))
+    assert any(c.args[3] < c.args[2] for c in pool)                  # overlapping windows
+    assert any(c.args[1].shape[2] > (c.args[0].shape[2] - 1) * c.args[3] + c.args[2]
+               for c in pool)                                        # rows left over
+    ties = [c for c in pool if "ties" in c.note]
+    assert ties and all(
+        (lambda f: (f == f.max(-1, keepdims=True)).sum(-1).max() > 1)(
+            np.lib.stride_tricks.sliding_window_view(
+                c.args[1], (c.args[2],) * 2, axis=(2, 3))[
+                :, :, ::c.args[3], ::c.args[3]].reshape(
+                *c.args[0].shape, -1)) for c in ties)                 # real ties
+    rnn = ex.get("rnn_step_backward").cases(np.random.default_rng(0))
+    assert any(c.args[1][0].shape[1] == c.args[1][4].shape[1] for c in rnn)   # D = H
+
+
+# --- the references agree with PyTorch ---------------------------------------
+def _close(a, b):
+    np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float),
+                               rtol=1e-8, atol=1e-10)
+
+
+def test_references_agree_with_torch():
+    torch = pytest.importorskip("torch")
+    fn = torch.nn.functional
+    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    for case in ex.get("conv2d_forward").cases(np.random.default_rng(0)):
+        x, W, b, s, p = case.args
+        y = fn.conv2d(torch.tensor(x), torch.tensor(W), torch.tensor(b), stride=s,
+                      padding=p)
+        _close(ref.conv2d_forward(*case.args), y)
+    for case in ex.get("maxpool_backward").cases(np.random.default_rng(0)):
+        dout, x, k, s = case.args
+        xt = t(x)
+        fn.max_pool2d(xt, k, s).backward(torch.tensor(dout))
+        _close(ref.maxpool_backward(*case.args), xt.grad)
+    from nnlib.functional import recurrent as Fr
+    rng = np.random.default_rng(1)
+    for case in ex.get("rnn_step_backward").cases(np.random.default_rng(0)):
+        dh, (x, h_prev, W_ih, W_hh, _) = case.args
+        b_ih, b_hh = rng.standard_normal((2, len(W_ih)))
+        _, cache = Fr.rnn_step_forward(x, h_prev, W_ih, W_hh, b_ih, b_hh)
+        leaves = [t(v) for v in (x, h_prev, W_ih, W_hh, b_ih, b_hh)]
+        h = torch.rnn_tanh_cell(leaves[0], leaves[1], *leaves[2:])
+        _close(h.detach(), cache[4])
+        h.backward(torch.tensor(dh))
+        got = ref.rnn_step_backward(dh, cache)
+        for g, leaf in zip(got + (got[4],), leaves):
+            _close(g, leaf.grad)
+
+
+def test_every_registered_exercise_is_tested_by_one_of_the_two_files():
+    from test_checker import ALL as FOUNDATIONS
+
+    assert set(ex.names()) == set(FOUNDATIONS) | set(ALL)
