@@ -71,7 +71,7 @@ notebooks: $(READY)
 	$(BATCH) $(THREADS) tools/offline.sh $(BIN)/python -m pytest --nbval-lax $(ALONE)
 	$(BATCH) $(THREADS) tools/offline.sh $(BIN)/python -m pytest -s -m notebooks tests
 
-browser-test: $(READY) system-deps
+browser-test: $(READY) system-deps node_modules/.ready
 	test -f _build/html/index.html || $(MAKE) book
 	$(BIN)/python -m pytest -n $(JOBS) -m browser tests/browser
 	cat _build/page-weights.txt

@@ -24,6 +24,22 @@ def test_animation_html_loads_nothing_from_the_network():
     assert html.count("data:image/png;base64") >= 3          # every frame is embedded
 
 
+def test_animation_html_carries_alt_text_and_labels_its_slider():
+    fig, ax = plt.subplots(figsize=(2, 2), dpi=40)
+    line, = ax.plot([0, 1], [0, 1])
+    anim = FuncAnimation(fig, lambda i: line.set_ydata([0, i]), frames=2)
+    html = animations.animation_html(anim, alt='A line "tilts" up & down.').data
+    bare = animations.animation_html(anim).data
+    plt.close(fig)
+    img = re.findall(r"<img [^>]*>", html)
+    assert len(img) == 1 and 'alt="A line &quot;tilts&quot; up &amp; down."' in img[0]
+    assert re.search(r'<input [^>]*type="range" aria-label="Animation frame"', html)
+    assert " alt=" not in re.findall(r"<img [^>]*>", bare)[0]   # no alt asked, none made up
+    for bad in ("", "  ", 3):
+        with pytest.raises(ValueError, match="expected alt to be a non-empty string"):
+            animations.animation_html(anim, alt=bad)
+
+
 def test_decision_regions_draws_every_class():
     X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     y = np.array([0, 1, 2])

@@ -21,18 +21,34 @@ _ANIMATION_ICONS = {  # all in DejaVu Sans and every common system font
 }
 
 
-def animation_html(anim, fps: float | None = None, default_mode: str = "loop"):
+def animation_html(anim, fps: float | None = None, default_mode: str = "loop",
+                   alt: str | None = None):
     """A matplotlib animation as self-contained HTML (the static twin of a widget).
 
     Same as ``anim.to_jshtml`` but with nothing loaded from the network: the
     Font Awesome stylesheet link is dropped and the button icons become text.
+    ``alt`` is the frames' alternative text for readers who cannot see them
+    (what the animation shows and its take-away; the book gives every
+    animation one); the frame slider is labelled for screen readers too.
     Returns an ``IPython.display.HTML`` object.
     """
+    import html as html_lib
     import re
 
     from IPython.display import HTML
 
+    if alt is not None and (not isinstance(alt, str) or not alt.strip()):
+        raise ValueError(f"animation_html: expected alt to be a non-empty string, got {alt!r}")
     html = anim.to_jshtml(fps=fps, default_mode=default_mode)
+    text = "" if alt is None else f' alt="{html_lib.escape(alt.strip(), quote=True)}"'
+    html, n_img = re.subn(r'<img id="(_anim_img\w+)">',
+                          lambda m: f'<img id="{m.group(1)}"{text}>', html)
+    html, n_slider = re.subn(r'<input id="(_anim_slider\w+)" type="range"',
+                             r'<input id="\1" type="range" aria-label="Animation frame"',
+                             html)
+    if (n_img, n_slider) != (1, 1):
+        raise RuntimeError("animation_html: matplotlib's animation template changed; "
+                           "update the alt text and slider label in nnlib.viz.animations")
     html, n_links = re.subn(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">',
                             "", html)
 
@@ -75,8 +91,9 @@ def frames_animation(frames, titles=None, interval: int = 50, width: float = 4.0
     return fig, anim
 
 
-def playground_animation(run: ToyRun, fps: float = 4):
-    """The static twin of the playground: every snapshot of ``run`` as one frame."""
+def playground_animation(run: ToyRun, fps: float = 4, alt: str | None = None):
+    """The static twin of the playground: every snapshot of ``run`` as one frame
+    (``alt``: the frames' alternative text, see ``animation_html``)."""
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
 
@@ -84,13 +101,15 @@ def playground_animation(run: ToyRun, fps: float = 4):
     epochs = [e for e, _ in run.snapshots]
     anim = FuncAnimation(fig, lambda i: draw_toy_run(run, epochs[i], axes, resolution=80),
                          frames=len(epochs))
-    html = animation_html(anim, fps=fps)
+    html = animation_html(anim, fps=fps, alt=alt)
     plt.close(fig)
     return html
 
 
-def lstm_animation(inputs, trace, marks=None, every: int = 2, fps: float = 4):
-    """The static twin of ``lstm_stepper``: every ``every``-th step as a frame."""
+def lstm_animation(inputs, trace, marks=None, every: int = 2, fps: float = 4,
+                   alt: str | None = None):
+    """The static twin of ``lstm_stepper``: every ``every``-th step as a frame
+    (``alt``: the frames' alternative text, see ``animation_html``)."""
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
 
@@ -101,6 +120,6 @@ def lstm_animation(inputs, trace, marks=None, every: int = 2, fps: float = 4):
     fig, axes = plt.subplots(4, 1, figsize=(7, 6), dpi=60, sharex=True, layout="constrained")
     anim = FuncAnimation(fig, lambda k: draw_lstm_step(inputs, trace, frames[k], marks, axes),
                          frames=len(frames))
-    html = animation_html(anim, fps=fps)
+    html = animation_html(anim, fps=fps, alt=alt)
     plt.close(fig)
     return html
