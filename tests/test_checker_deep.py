@@ -1,4 +1,5 @@
-"""nnlib.exercises for chapters 4 and 5 (``nnlib.exercises.deep``).
+"""nnlib.exercises for chapters 4 and 5 (``nnlib.exercises.deep``), 5c
+included.
 
 As tests/test_checker.py for chapters 1 to 3: for every exercise the
 solution printed in the chapter (the dropdown's code block that starts with
@@ -20,7 +21,8 @@ from nnlib.exercises import deep as ref
 pytestmark = pytest.mark.book
 
 CHAPTERS = {"04-cnn": ["conv2d_forward", "maxpool_backward"],
-            "05-rnn": ["rnn_step_backward"]}
+            "05-rnn": ["rnn_step_backward", "lstm_step_forward"],
+            "05c-attention": ["attention_forward"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
 
 
@@ -143,6 +145,45 @@ def _rnn(local=lambda h, hp: 1 - h ** 2, dWi_T=False, dWh_T=False, db="sum"):
     return f
 
 
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _lstm(order="ifgo", tanh_on="g", cell="f*c+i*g", out="o*tanh(c)",
+          bias=True, interleaved=False):
+    def f(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
+        a = x @ W_ih.T + b_ih + h_prev @ W_hh.T + (b_hh if bias else 0)
+        if interleaved:                     # gate k in rows k, k + 4, ...
+            z = {k: a[:, j::4] for j, k in enumerate(order)}
+        else:
+            z = dict(zip(order, np.split(a, 4, axis=1)))
+        gate = {k: (np.tanh if k in tanh_on else _sigmoid)(z[k]) for k in z}
+        i, f, g, o = gate["i"], gate["f"], gate["g"], gate["o"]
+        c = f * c_prev + g if cell == "no i" else f * c_prev + i * g
+        h = {"o*tanh(c)": o * np.tanh(c), "o*c": o * c,
+             "o*tanh(c_prev)": o * np.tanh(c_prev)}[out]
+        return h, c
+    return f
+
+
+def _att(scale="sqrt", invert=False, mask_on=True, axis=-1, stable=True,
+         fill=-np.inf, after=False):
+    def f(Q, K, V, mask):
+        d = Q.shape[-1]
+        S = Q @ K.transpose(0, 2, 1)
+        S = {"sqrt": S / np.sqrt(d), "none": S, "d": S / d,
+             "dv": S / np.sqrt(V.shape[-1])}[scale]
+        if mask is not None and mask_on and not after:
+            S = np.where(~mask if invert else mask, fill, S)
+        if stable:
+            S = S - S.max(axis=axis, keepdims=True)
+        A = np.exp(S) / np.exp(S).sum(axis=axis, keepdims=True)
+        if mask is not None and after:
+            A = A * ~mask
+        return A @ V, A
+    return f
+
+
 # name -> [(wrong answer, words the diagnosis must contain)]
 WRONG = {
     "conv2d_forward": [
@@ -171,6 +212,30 @@ WRONG = {
         (_rnn(dWh_T=True), "dW_hh is transposed"),
         (_rnn(db="none"), "db is not summed over the batch"),
         (_rnn(db="mean"), "db is averaged over the batch"),
+    ],
+    "lstm_step_forward": [
+        (_lstm(order="figo"), "the gates are in the wrong order (your "
+         "output matches the order f, i, g, o)"),
+        (_lstm(order="ifog"), "matches the order i, f, o, g"),
+        (_lstm(tanh_on="gf"), "used tanh on the gate f"),
+        (_lstm(tanh_on="gifo"), "used tanh on every gate"),
+        (_lstm(tanh_on=""), "used a sigmoid on g"),
+        (_lstm(cell="no i"), "forgot the input gate"),
+        (_lstm(out="o*c"), "h = o c, without the tanh"),
+        (_lstm(out="o*tanh(c_prev)"), "h from c_prev"),
+        (_lstm(bias=False), "used one bias only"),
+        (_lstm(interleaved=True), "the gates are interleaved"),
+    ],
+    "attention_forward": [
+        (_att(scale="none"), "the scores are not scaled"),
+        (_att(scale="d"), "the scores are divided by d"),
+        (_att(scale="dv"), "scaled with the size of the values"),
+        (_att(mask_on=False), "the mask is not applied"),
+        (_att(invert=True), "the mask is inverted"),
+        (_att(axis=-2), "the softmax is over the queries"),
+        (_att(stable=False), "exp overflowed on large scores"),
+        (_att(fill=0.0), "the masked scores were set to 0"),
+        (_att(after=True), "masked the weights after the softmax"),
     ],
 }
 
@@ -208,6 +273,9 @@ def test_a_correct_answer_written_differently_passes():
     assert run("conv2d_forward", conv_loops)
     assert run("maxpool_backward", _pool())
     assert run("rnn_step_backward", _rnn())
+    assert run("lstm_step_forward", _lstm())
+    assert run("attention_forward", _att())
+    assert run("attention_forward", _att(fill=-1e9))    # -inf or very negative
 
 
 def _solution_lines(name):
@@ -253,6 +321,29 @@ def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
                 *c.args[0].shape, -1)) for c in ties)                 # real ties
     rnn = ex.get("rnn_step_backward").cases(np.random.default_rng(0))
     assert any(c.args[1][0].shape[1] == c.args[1][4].shape[1] for c in rnn)   # D = H
+    lstm = ex.get("lstm_step_forward").cases(np.random.default_rng(0))
+    sizes = [(c.args[0].shape[1], c.args[1].shape[1]) for c in lstm]
+    assert any(h == 1 for _, h in sizes)                             # H = 1
+    assert {d < h for d, h in sizes} == {True, False}                 # D != H
+    assert any(d == h for d, h in sizes)                             # D = H
+    pre = [np.abs(c.args[0] @ c.args[3].T + c.args[1] @ c.args[4].T).max()
+           for c in lstm]
+    assert max(pre) > 20 > min(pre)                         # saturated gates
+    att = ex.get("attention_forward").cases(np.random.default_rng(0))
+    masks = [c.args[3] for c in att]
+    assert sum(m is None for m in masks) >= 2
+    assert any(m is not None and np.array_equal(m, np.triu(np.ones_like(m), 1))
+               and m.shape[0] == m.shape[1] for m in masks)  # square causal
+    assert any(m is not None and m.shape[0] < m.shape[1] and np.array_equal(
+        m, np.triu(np.ones_like(m), 1)) for m in masks)     # causal, T_q < T_k
+    assert any(m is not None and m[:, -1].all() and not m[:, 0].any()
+               for m in masks)                                  # padding
+    assert all(m is None or not m.all(axis=-1).any() for m in masks)
+    assert any(c.args[0].shape[1] != c.args[1].shape[1] for c in att)
+    assert any(c.args[0].shape[2] != c.args[2].shape[2] for c in att)  # d != d_v
+    assert any(c.args[0].shape[2] % 2 for c in att)                    # odd d
+    assert any(np.max(c.args[0] @ c.args[1].transpose(0, 2, 1)
+                      / np.sqrt(c.args[0].shape[2])) > 710 for c in att)
 
 
 # --- the references agree with PyTorch ---------------------------------------
@@ -288,6 +379,34 @@ def test_references_agree_with_torch():
         got = ref.rnn_step_backward(dh, cache)
         for g, leaf in zip(got + (got[4],), leaves):
             _close(g, leaf.grad)
+    for case in ex.get("lstm_step_forward").cases(np.random.default_rng(0)):
+        x, h_prev, c_prev, *weights = (torch.tensor(a) for a in case.args)
+        h, c = torch.lstm_cell(x, [h_prev, c_prev], *weights)
+        got = ref.lstm_step_forward(*case.args)
+        _close(got[0], h)
+        _close(got[1], c)
+        cell = torch.nn.LSTMCell(case.args[3].shape[1], case.args[4].shape[1],
+                                 dtype=torch.float64)
+        with torch.no_grad():
+            for name, w in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"),
+                               weights):
+                getattr(cell, name).copy_(w)
+            h2, c2 = cell(x, (h_prev, c_prev))
+        _close(got[0], h2)
+        _close(got[1], c2)
+    for case in ex.get("attention_forward").cases(np.random.default_rng(0)):
+        Q, K, V, mask = case.args
+        q, k, v = (torch.tensor(a) for a in (Q, K, V))
+        keep = None if mask is None else torch.tensor(~mask)
+        out = fn.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        s = q @ k.transpose(1, 2) / Q.shape[-1] ** 0.5
+        if mask is not None:
+            s = s.masked_fill(torch.tensor(mask), float("-inf"))
+        weights = torch.softmax(s, dim=-1)
+        got = ref.attention_forward(*case.args)
+        _close(got[0], out)
+        _close(got[0], weights @ v)
+        _close(got[1], weights)
 
 
 def test_every_registered_exercise_is_tested_by_one_of_the_two_files():

@@ -19,7 +19,7 @@ gradient, a softmax that overflows...). It never shows the solution.
 ``names()`` lists the exercises; each one's contract (arguments, shapes,
 what to return) is the docstring of the function of the same name in
 ``nnlib.exercises.foundations`` (chapters 1 to 3) or
-``nnlib.exercises.deep`` (chapters 4 and 5). ``register`` adds an exercise.
+``nnlib.exercises.deep`` (chapters 4 and 5, and section 5c). ``register`` adds an exercise.
 
 ``import nnlib`` does not import this package; ``import nnlib.exercises``
 does.

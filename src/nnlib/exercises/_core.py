@@ -144,6 +144,8 @@ def _fmt(v) -> str:
 
 
 def _describe(value) -> str:
+    if value is None:
+        return "None"
     if isinstance(value, np.ndarray):
         return f"shape {value.shape}"
     if isinstance(value, (tuple, list)):

@@ -1,32 +1,42 @@
 """The exercises of chapters 4 and 5: a convolution, a pooling layer's
-backward pass and one step of a recurrent cell, checked against nnlib's own.
+backward pass, one step of a recurrent cell and of an LSTM, and one head of
+attention, checked against nnlib's own.
 
 Each function here is the reference of the exercise of the same name; its
 docstring is the exercise's contract (arguments, shapes, layouts, what to
 return), in nnlib's and PyTorch's conventions: images ``(N, C, H, W)``,
 filters ``(F, C, k, k)``, a cross-correlation (the filter is not flipped),
-``W_ih: (H, D)`` and ``W_hh: (H, H)`` for a recurrent cell, backward
-functions taking the cache their forward keeps. Each is registered with
+``W_ih: (G H, D)`` and ``W_hh: (G H, H)`` for a recurrent cell (G = 1,
+or 4 for the LSTM's gates i, f, g, o), a boolean attention mask with True
+where a query may *not* attend, backward functions taking the cache their
+forward keeps. Each is registered with
 random cases (batch of 1, odd sizes, the edge cases that catch the usual
 mistakes) and with the wrong answers the checker recognises.
 
-=====================  ===========  ======================================
-exercise               chapter      returns
-=====================  ===========  ======================================
-``conv2d_forward``     04-cnn       ``y``
-``maxpool_backward``   04-cnn       ``dx``
-``rnn_step_backward``  05-rnn       ``(dx, dh_prev, dW_ih, dW_hh, db)``
-=====================  ===========  ======================================
+=====================  =============  ====================================
+exercise               chapter        returns
+=====================  =============  ====================================
+``conv2d_forward``     04-cnn         ``y``
+``maxpool_backward``   04-cnn         ``dx``
+``rnn_step_backward``  05-rnn         ``(dx, dh_prev, dW_ih, dW_hh, db)``
+``lstm_step_forward``  05-rnn         ``(h, c)``
+``attention_forward``  05c-attention  ``(out, weights)``
+=====================  =============  ====================================
 """
 from __future__ import annotations
 
+from itertools import permutations
+
 import numpy as np
 
+from ..functional import attention as Fa
 from ..functional import conv as Fc
 from ..functional import recurrent as Fr
-from ._core import Case, Diagnoser, register
+from ..functional.basic import sigmoid
+from ._core import ATOL, RTOL, Case, Diagnoser, register
 
-__all__ = ["conv2d_forward", "maxpool_backward", "rnn_step_backward"]
+__all__ = ["conv2d_forward", "maxpool_backward", "rnn_step_backward",
+           "lstm_step_forward", "attention_forward"]
 
 
 # --- chapter 4: convolution -----------------------------------------------
@@ -345,3 +355,246 @@ def rnn_step_backward(dh, cache):
     b_ih + b_hh``; each gets ``db``. Reference:
     ``nnlib.functional.rnn_step_backward`` (its first five outputs)."""
     return Fr.rnn_step_backward(dh, cache)[:5]
+
+
+# --- chapter 5: one step of an LSTM -------------------------------------------
+def _lstm_cases(rng):
+    # (N, D, H, weight scale, input scale, cell-state scale), note
+    settings = [((4, 3, 5, 0.5, 1.0, 1.0), ""),
+                ((1, 4, 3, 0.5, 1.0, 1.0), "batch of 1"),
+                ((3, 5, 1, 0.5, 1.0, 1.0), "one hidden unit"),
+                ((7, 2, 6, 0.5, 1.0, 1.0), "odd batch with D < H"),
+                ((2, 6, 3, 0.5, 1.0, 1.0), "D > H"),
+                ((5, 3, 3, 0.5, 1.0, 3.0), "D = H and a large cell state"),
+                ((4, 3, 4, 4.0, 3.0, 1.0), "saturated gates")]
+    out = []
+    for (n, d, h, scale, xs, cs), note in settings:
+        x = rng.standard_normal((n, d)) * xs
+        h_prev = np.tanh(rng.standard_normal((n, h)))
+        c_prev = rng.standard_normal((n, h)) * cs
+        W_ih = rng.standard_normal((4 * h, d)) * scale
+        W_hh = rng.standard_normal((4 * h, h)) * scale
+        b_ih, b_hh = rng.standard_normal((2, 4 * h)) * 0.5
+        out.append(Case((x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh), note))
+    return out
+
+
+def _lstm_variant(order="ifgo", act=(), cell="full", out="full", bias="both",
+                  interleaved=False):
+    """One LSTM step with a known mistake: ``order`` names the blocks of H
+    rows of the weights as the learner read them (``interleaved``: every
+    fourth row instead), ``act`` the gates that got the other activation
+    (tanh for i, f, o; a sigmoid for g), ``cell`` and ``out`` a wrong
+    formula for c or h, ``bias`` a bias left out."""
+    def variant(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
+        a = x @ W_ih.T + h_prev @ W_hh.T
+        a = a + (b_ih if bias != "hh" else 0) + (b_hh if bias != "ih" else 0)
+        blocks = (np.moveaxis(a.reshape(len(a), -1, 4), 2, 0) if interleaved
+                  else np.split(a, 4, axis=1))
+        z = dict(zip(order, blocks))
+        gate = {k: (np.tanh if (k == "g") != (k in act) else sigmoid)(z[k])
+                for k in "ifgo"}
+        i, f, g, o = (gate[k] for k in "ifgo")
+        c = {"full": f * c_prev + i * g, "no_i": f * c_prev + g,
+             "no_f": c_prev + i * g}[cell]
+        h = {"full": o * np.tanh(c), "no_tanh": o * c,
+             "c_prev": o * np.tanh(c_prev), "no_o": np.tanh(c)}[out]
+        return h, c
+    return variant
+
+
+def _order_diagnoser(order):
+    return Diagnoser(
+        "the gates are in the wrong order (your output matches the order "
+        f"{', '.join(order)}): nnlib and PyTorch stack the rows of W_ih, W_hh "
+        "and the biases as i, f, g, o, H rows each",
+        variant=_lstm_variant(order="".join(order)))
+
+
+TANH_GATE = ("used tanh on the gate {}: the gates i, f and o are sigmoids "
+             "(between 0 and 1); only the candidate g is a tanh")
+
+
+@register("lstm_step_forward", chapter="05-rnn",
+          args=("x", "h_prev", "c_prev", "W_ih", "W_hh", "b_ih", "b_hh"),
+          outputs=("h", "c"), cases=_lstm_cases, diagnosers=[
+              *[_order_diagnoser(p) for p in permutations("ifgo")
+                if p != tuple("ifgo")],
+              Diagnoser("the gates are interleaved: each gate is a block of "
+                        "H consecutive rows of W_ih, W_hh and the biases "
+                        "(gate k: rows k H to (k + 1) H - 1), not every "
+                        "fourth row", variant=_lstm_variant(interleaved=True)),
+              *[Diagnoser(TANH_GATE.format(k), variant=_lstm_variant(act=k))
+                for k in "ifo"],
+              Diagnoser("used tanh on every gate: i, f and o are sigmoids "
+                        "(between 0 and 1); only the candidate g is a tanh",
+                        variant=_lstm_variant(act="ifo")),
+              Diagnoser("used a sigmoid on g: the candidate g is a tanh "
+                        "(between -1 and 1); only i, f and o are sigmoids",
+                        variant=_lstm_variant(act="g")),
+              Diagnoser("forgot the input gate: the new cell state is "
+                        "c = f c_prev + i g, the candidate g scaled by i",
+                        variant=_lstm_variant(cell="no_i")),
+              Diagnoser("forgot the forget gate: the new cell state is "
+                        "c = f c_prev + i g, the old state scaled by f",
+                        variant=_lstm_variant(cell="no_f")),
+              Diagnoser("h = o c, without the tanh: the output is "
+                        "h = o tanh(c)", outputs=("h",),
+                        variant=_lstm_variant(out="no_tanh")),
+              Diagnoser("h from c_prev: h = o tanh(c) uses this step's new "
+                        "cell state c, not the previous one", outputs=("h",),
+                        variant=_lstm_variant(out="c_prev")),
+              Diagnoser("forgot the output gate: h = o tanh(c)",
+                        outputs=("h",), variant=_lstm_variant(out="no_o")),
+              *[Diagnoser("used one bias only: nnlib and PyTorch keep two, "
+                          "b_ih and b_hh, and add both to the gates' input",
+                          variant=_lstm_variant(bias=b)) for b in ("ih", "hh")],
+          ])
+def lstm_step_forward(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
+    """Exercise ``lstm_step_forward(x, h_prev, c_prev, W_ih, W_hh, b_ih,
+    b_hh) -> (h, c)``: one step of an LSTM, as ``nnlib.LSTM`` and PyTorch
+    (``torch.lstm_cell``). ``x: (N, D)``, ``h_prev, c_prev: (N, H)``,
+    ``W_ih: (4H, D)``, ``W_hh: (4H, H)``, ``b_ih, b_hh: (4H,)`` (PyTorch's
+    layouts, as ``weight_ih_l0`` and friends), whose blocks of H rows are
+    the gates i, f, g, o in this order. With a = x W_ih^T + b_ih + h_prev
+    W_hh^T + b_hh split into (a_i, a_f, a_g, a_o): i, f, o = sigmoid(a_i,
+    a_f, a_o), g = tanh(a_g), c = f c_prev + i g, h = o tanh(c) -> ``h:
+    (N, H)`` and ``c: (N, H)``. Reference:
+    ``nnlib.functional.lstm_step_forward`` (its first output)."""
+    return Fr.lstm_step_forward(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh)[0]
+
+
+# --- chapter 5c: one head of attention ----------------------------------------
+def _att_cases(rng):
+    # (N, T_q, T_k, d, d_v, mask, score scale), note
+    settings = [((2, 4, 4, 8, 8, "causal", 1.0), ""),
+                ((1, 3, 5, 4, 2, None, 1.0),
+                 "batch of 1 with T_q != T_k and no mask"),
+                ((3, 5, 5, 7, 3, None, 1.0), "no mask and odd d"),
+                ((2, 4, 6, 5, 4, "padding", 1.0),
+                 "a padding mask (the last two keys)"),
+                ((1, 3, 6, 3, 5, "causal", 1.0), "a causal mask with T_q < T_k"),
+                ((2, 5, 3, 6, 2, "scattered", 1.0),
+                 "a scattered mask with T_q > T_k"),
+                ((2, 1, 7, 1, 3, None, 1.0), "one query, d = 1 and no mask"),
+                ((2, 4, 4, 4, 3, None, 30.0), "large scores and no mask")]
+    out = []
+    for (n, tq, tk, d, dv, kind, scale), note in settings:
+        Q = rng.standard_normal((n, tq, d)) * scale
+        K = rng.standard_normal((n, tk, d)) * scale
+        V = rng.standard_normal((n, tk, dv))
+        mask = None
+        if kind == "causal":
+            mask = Fa.causal_mask(tq, tk)
+        elif kind == "padding":
+            mask = np.zeros((tq, tk), dtype=bool)
+            mask[:, tk - 2:] = True
+        elif kind == "scattered":
+            mask = rng.random((tq, tk)) < 0.4
+            mask[np.arange(tq), rng.integers(0, tk, size=tq)] = False
+        out.append(Case((Q, K, V, mask), note))
+    return out
+
+
+def _attend(Q, K, V, mask, scale=None, fill=-np.inf, invert=False, axis=-1,
+            stable=True, after=False):
+    """Attention with a known mistake: ``scale(d, d_v)`` in place of
+    1/sqrt(d), ``fill`` for the masked scores, the mask ``invert``-ed, the
+    softmax over ``axis``, without the maximum subtracted (``stable``), or
+    the mask applied to the weights ``after`` the softmax."""
+    d, dv = Q.shape[-1], V.shape[-1]
+    s = Q @ np.swapaxes(K, -1, -2) * (1 / np.sqrt(d) if scale is None else
+                                      scale(d, dv))
+    m = None if mask is None else (~mask if invert else mask)
+    if m is not None and not after:
+        s = np.where(m, fill, s)
+    e = np.exp(s - s.max(axis=axis, keepdims=True) if stable else s)
+    a = e / e.sum(axis=axis, keepdims=True)
+    if m is not None and after:
+        a = np.where(m, 0.0, a)
+    return a @ V, a
+
+
+def _att_variant(**kw):
+    def variant(Q, K, V, mask):
+        return _attend(Q, K, V, mask, **kw)
+    return variant
+
+
+def _matches_nonfinite(variant):
+    """A test: an output of the learner equals the variant's, NaN for NaN
+    (a wrong mask or axis can leave a row with no key, hence NaN)."""
+    def test(args, got, expected):
+        copies = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+        with np.errstate(all="ignore"):
+            out = variant(*copies)
+        return any(g is not None and g.shape == v.shape and not np.all(
+            np.isfinite(v)) and np.allclose(g, v, rtol=RTOL, atol=ATOL,
+                                            equal_nan=True)
+            for g, v in zip(got, out))
+    return test
+
+
+def _att_diagnoser(cause, **kw):
+    v = _att_variant(**kw)
+    return Diagnoser(cause, variant=v, test=_matches_nonfinite(v))
+
+
+def _overflows(args) -> bool:
+    Q, K = args[0], args[1]
+    s = Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1])
+    return float(np.max(s)) > 700.0            # e^710 is inf
+
+
+@register("attention_forward", chapter="05c-attention",
+          args=("Q", "K", "V", "mask"), outputs=("out", "weights"),
+          cases=_att_cases, diagnosers=[
+              _att_diagnoser("the scores are not scaled: divide Q K^T by "
+                             "sqrt(d), d the size of a query and a key",
+                             scale=lambda d, dv: 1.0),
+              _att_diagnoser("the scores are divided by d: the scale is "
+                             "1 / sqrt(d), d the size of a query and a key",
+                             scale=lambda d, dv: 1.0 / d),
+              _att_diagnoser("the scores are scaled with the size of the "
+                             "values: the scale is 1 / sqrt(d), d the size "
+                             "of a query and a key (Q.shape[-1])",
+                             scale=lambda d, dv: 1.0 / np.sqrt(dv)),
+              Diagnoser("the mask is not applied: where mask is True, the "
+                        "score becomes -inf before the softmax",
+                        variant=lambda Q, K, V, mask: _attend(Q, K, V, None)),
+              _att_diagnoser("the mask is inverted: True means may NOT "
+                             "attend (torch.nn.MultiheadAttention's "
+                             "convention; F.scaled_dot_product_attention "
+                             "uses the opposite one)", invert=True),
+              _att_diagnoser("the softmax is over the queries (axis -2): "
+                             "each query's weights over the keys, the last "
+                             "axis, sum to 1", axis=-2),
+              _att_diagnoser("the masked scores were set to 0: set them to "
+                             "-inf, so that their weights are exactly 0",
+                             fill=0.0),
+              _att_diagnoser("masked the weights after the softmax: set the "
+                             "masked scores to -inf before it, so that each "
+                             "row of weights still sums to 1", after=True),
+              Diagnoser("exp overflowed on large scores: subtract each row's "
+                        "maximum score before exp; the weights do not change "
+                        "(chapter 1's softmax)",
+                        test=lambda a, g, e: _overflows(a) and any(
+                            x is not None and x.shape == y.shape and not
+                            np.all(np.isfinite(x)) for x, y in zip(g, e))),
+          ])
+def attention_forward(Q, K, V, mask):
+    """Exercise ``attention_forward(Q, K, V, mask) -> (out, weights)``: one
+    head of scaled dot-product attention, as nnlib and PyTorch. ``Q: (N,
+    T_q, d)``, ``K: (N, T_k, d)``, ``V: (N, T_k, d_v)``; ``mask`` None or a
+    bool array ``(T_q, T_k)``, the same for every example, True where query
+    i may NOT attend to key j (``torch.nn.MultiheadAttention``'s
+    ``attn_mask`` convention; ``F.scaled_dot_product_attention`` takes the
+    opposite one, ``~mask``). Scores S = Q K^T / sqrt(d), -inf where
+    masked; ``weights: (N, T_q, T_k)`` = softmax(S) over the keys (the last
+    axis; a masked pair gets exactly 0), finite for scores in the
+    thousands; ``out: (N, T_q, d_v)`` = weights V. Every case leaves each
+    query at least one key. Reference:
+    ``nnlib.functional.scaled_dot_product_attention_forward`` (its output
+    and its cache's ``weights``)."""
+    out, cache = Fa.scaled_dot_product_attention_forward(Q, K, V, mask)
+    return out, cache.weights
