@@ -73,8 +73,12 @@ notebooks: $(READY)
 
 browser-test: $(READY) system-deps node_modules/.ready
 	test -f _build/html/index.html || $(MAKE) book
-	$(BIN)/python -m pytest -n $(JOBS) -m browser tests/browser
+	# the page checks first, their load times not shared with axe-core's runs
+	# (axe spends 10-20 s of CPU on a chapter; beside it a page load once
+	# missed its 30 s network-idle wait), then axe on every page
+	$(BIN)/python -m pytest -n $(JOBS) -m browser tests/browser --deselect tests/browser/test_a11y.py
 	cat _build/page-weights.txt
+	$(BIN)/python -m pytest -n $(JOBS) -m browser tests/browser/test_a11y.py
 
 gpu-check: $(READY)
 	$(BIN)/python -m pytest -m gpu -rs tests
