@@ -99,12 +99,17 @@ def test_describe_names_page_rule_and_nodes():
 def _show(page, mode):
     """Switch the open page to ``mode`` the way the theme's toggle does (the
     reader's choice in localStorage, the theme on <html data-theme>)."""
+    # the theme animates its colours: without this, axe can read a colour
+    # half-way between the two modes (it once found the search button on a
+    # background neither mode has)
+    page.add_style_tag(content="*, *::before, *::after { transition: none !important; "
+                               "animation: none !important; }")
     page.evaluate("""(mode) => {
         localStorage.setItem('mode', mode); localStorage.setItem('theme', mode);
         document.documentElement.dataset.mode = mode;
         document.documentElement.dataset.theme = mode;
     }""", mode)
-    page.wait_for_timeout(50)            # let the styles apply
+    page.wait_for_timeout(200)           # let the styles apply
 
 
 @pytest.mark.parametrize("page_path", PAGES)
