@@ -28,10 +28,11 @@ CHAPTERS = {"01-concepts": ["softmax", "softmax_cross_entropy", "sigmoid_backwar
 ALL = [n for names in CHAPTERS.values() for n in names]
 
 
-def _solutions() -> dict:
-    """name -> (chapter, source of the solution's code block)."""
+def harvest(chapters) -> dict:
+    """name -> (chapter, source of the solution's code block), over the
+    notebooks ``chapters`` names (tests/test_checker_deep.py uses it too)."""
     found = {}
-    for chapter in CHAPTERS:
+    for chapter in chapters:
         nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
         for cell in nb["cells"]:
             if cell["cell_type"] != "markdown":
@@ -43,11 +44,11 @@ def _solutions() -> dict:
     return found
 
 
-SOLUTIONS = _solutions()
+SOLUTIONS = harvest(CHAPTERS)
 
 
-def solution(name):
-    _, source = SOLUTIONS[name]
+def solution(name, solutions=SOLUTIONS):
+    _, source = solutions[name]
     namespace = {"np": np}
     exec(compile(source, f"<solution {name}>", "exec"), namespace)
     return namespace[name]
@@ -77,7 +78,13 @@ def test_the_chapters_solution_passes(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_the_stub_in_the_chapter_runs_and_says_not_yet(name, capsys):
-    chapter = SOLUTIONS[name][0]
+    stub_says_not_yet(name, SOLUTIONS, capsys)
+
+
+def stub_says_not_yet(name, solutions, capsys):
+    """The ``ex-chk-NAME`` cell of the solution's chapter runs, says "not
+    yet", and says the same thing twice (tests/test_checker_deep.py too)."""
+    chapter = solutions[name][0]
     nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
     cell = next(c for c in nb["cells"] if c.get("id") == f"ex-chk-{name}")
     namespace = {"np": np, "nnlib": __import__("nnlib")}
@@ -252,19 +259,23 @@ def test_a_wrong_answer_fails_with_its_diagnosis(name, k):
     assert "expected" in flat and "got" in flat
 
 
-def _solution_lines(name):
-    body = SOLUTIONS[name][1].splitlines()[1:]
-    code = inspect.getsource(getattr(ref, name)).split('"""')[-1]
-    return [ln.strip() for ln in body + code.splitlines()
-            if len(ln.strip()) >= 12 and not ln.strip().startswith("def ")]
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_no_message_shows_the_solution_or_the_reference(name):
-    lines = _solution_lines(name)
+    shows_no_solution(name, SOLUTIONS, ref, WRONG[name])
+
+
+def shows_no_solution(name, solutions, reference, wrong):
+    """No message (for the wrong answers, a stub, the solution) contains a
+    line of the chapter's solution or of the reference in ``reference``
+    (tests/test_checker_deep.py too)."""
+    body = solutions[name][1].splitlines()[1:]
+    code = inspect.getsource(getattr(reference, name)).split('"""')[-1]
+    lines = [ln.strip() for ln in body + code.splitlines()
+             if len(ln.strip()) >= 12 and not ln.strip().startswith("def ")]
     assert lines, name
-    messages = [run(name, fn).message for fn, _ in WRONG[name]]
-    messages += [run(name, lambda *a: None).message, run(name, solution(name)).message]
+    messages = [run(name, fn).message for fn, _ in wrong]
+    messages += [run(name, lambda *a: None).message,
+                 run(name, solution(name, solutions)).message]
     for message in messages:
         flat = " ".join(message.split())
         for line in lines:

@@ -7,13 +7,11 @@ solution printed in the chapter (the dropdown's code block that starts with
 diagnosis, the stub in the chapter says "not yet", no message shows the
 solution, and the reference agrees with PyTorch.
 """
-import inspect
-import json
-import re
 
 import numpy as np
 import pytest
-from test_checker import BOOK, run
+from test_checker import harvest, run, shows_no_solution, stub_says_not_yet
+from test_checker import solution as shared_solution
 
 import nnlib.exercises as ex
 from nnlib.exercises import deep as ref
@@ -26,29 +24,11 @@ CHAPTERS = {"04-cnn": ["conv2d_forward", "maxpool_backward"],
 ALL = [n for names in CHAPTERS.values() for n in names]
 
 
-def _solutions() -> dict:
-    """name -> (chapter, source of the solution's code block)."""
-    found = {}
-    for chapter in CHAPTERS:
-        nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
-        for cell in nb["cells"]:
-            if cell["cell_type"] != "markdown":
-                continue
-            text = "".join(cell["source"])
-            for block in re.findall(r"```python\n(# solution: (\w+)\n.*?)```", text, re.S):
-                assert block[1] not in found, f"two solutions for {block[1]}"
-                found[block[1]] = (chapter, block[0])
-    return found
-
-
-SOLUTIONS = _solutions()
+SOLUTIONS = harvest(CHAPTERS)
 
 
 def solution(name):
-    _, source = SOLUTIONS[name]
-    namespace = {"np": np}
-    exec(compile(source, f"<solution {name}>", "exec"), namespace)
-    return namespace[name]
+    return shared_solution(name, SOLUTIONS)
 
 
 def test_every_exercise_is_registered_with_a_solution_in_its_chapter():
@@ -70,16 +50,7 @@ def test_the_chapters_solution_passes(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_the_stub_in_the_chapter_runs_and_says_not_yet(name, capsys):
-    chapter = SOLUTIONS[name][0]
-    nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
-    cell = next(c for c in nb["cells"] if c.get("id") == f"ex-chk-{name}")
-    namespace = {"np": np, "nnlib": __import__("nnlib")}
-    exec("".join(cell["source"]), namespace)
-    out = capsys.readouterr().out
-    assert not namespace["result"] and "not yet" in out and "returned None" in out, out
-    assert f"{name}: not yet" in out
-    exec("".join(cell["source"]), namespace)
-    assert capsys.readouterr().out == out, "the stub's message is not deterministic"
+    stub_says_not_yet(name, SOLUTIONS, capsys)
 
 
 # --- wrong answers, written as a learner would -------------------------------
@@ -278,23 +249,9 @@ def test_a_correct_answer_written_differently_passes():
     assert run("attention_forward", _att(fill=-1e9))    # -inf or very negative
 
 
-def _solution_lines(name):
-    body = SOLUTIONS[name][1].splitlines()[1:]
-    code = inspect.getsource(getattr(ref, name)).split('"""')[-1]
-    return [ln.strip() for ln in body + code.splitlines()
-            if len(ln.strip()) >= 12 and not ln.strip().startswith("def ")]
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_no_message_shows_the_solution_or_the_reference(name):
-    lines = _solution_lines(name)
-    assert lines, name
-    messages = [run(name, fn).message for fn, _ in WRONG[name]]
-    messages += [run(name, lambda *a: None).message, run(name, solution(name)).message]
-    for message in messages:
-        flat = " ".join(message.split())
-        for line in lines:
-            assert line not in flat, f"{name}: the message shows {line!r}:\n{message}"
+    shows_no_solution(name, SOLUTIONS, ref, WRONG[name])
 
 
 def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
