@@ -21,7 +21,10 @@ from .finetune import TrainConfig, _shift, count_trainable, evaluate, fit
 
 __all__ = ["upsample", "printed_digits", "digits_split", "printed_split", "per_class_subset",
            "METHODS", "PATIENCE", "small_vgg16", "schedule", "penultimate", "linear_probe",
-           "ssl_pretrain", "transfer_run"]
+           "ssl_pretrain", "transfer_run", "SYMBOLS", "STUDY_METHODS", "LR_GRIDS", "C_GRID",
+           "DEPTHS", "STEPS", "PATIENCE_STEPS", "LORA_RANK", "VAL_SHARE", "printed_symbols",
+           "symbols_split", "symbols_vgg16", "transfer_state", "budget_split", "study_schedule",
+           "depth_features", "probe_run", "study_model", "study_config", "study_run", "tune"]
 
 
 # --- data ---------------------------------------------------------------------
@@ -246,3 +249,269 @@ def transfer_run(method: str, split, per_class: int | None, seed: int,
     out.update(method=method, per_class=per_class, seed=seed, n_train=int(len(keep)),
                seconds=round(time.perf_counter() - start, 1))
     return out
+
+
+# --- the fair study: a source task with other classes, every method tuned ---------
+#
+# The source task above shares the target's ten classes, so a model pretrained
+# on it keeps its head: that is domain adaptation. The study below pretrains on
+# printed letters and symbols instead (no digit among them, and none of the
+# letters that look most like one), so that only features can transfer: the
+# head is replaced. Every method gets the same step budget, with a patience
+# that ends most runs before it, its learning rate chosen on validation from a
+# grid that is widened until the choice is not at its edge, and its validation
+# images drawn from inside its label budget (or, the other way, the 270
+# validation digits).
+
+#: The source task's classes: 21 capitals, 10 small letters and 12 symbols.
+#: Left out: the digits, and the letters that look most like one at 8x8
+#: (O o I l S s Z z B b g q), and small letters that look like their capital.
+SYMBOLS = "ACDEFGHJKLMNPQRTUVWXYadefhimnrt#%&+=?@<>*$!"
+
+#: What the study trains (``"probe"`` fits a logistic regression instead).
+STUDY_METHODS = ("scratch", "probe", "full", "lp-ft", "bitfit", "lora", "ssl")
+
+#: Each method's starting grid of learning rates (of the pretrained layers for
+#: full and lp-ft, whose new head trains at ten times the rate; of everything
+#: that trains otherwise). ``tune`` widens a grid whose best value is at an edge.
+LR_GRIDS = {"scratch": (3e-4, 1e-3, 3e-3), "full": (1e-4, 3e-4, 1e-3),
+            "lp-ft": (1e-4, 3e-4, 1e-3), "bitfit": (1e-3, 3e-3, 1e-2),
+            "lora": (1e-3, 3e-3, 1e-2), "ssl": (1e-4, 3e-4, 1e-3)}
+
+#: The probe's grid of inverse regularisation strengths (scikit-learn's C).
+C_GRID = (0.001, 0.01, 0.1, 1.0)
+
+#: The depths at which a linear probe reads the frozen network: the outputs of
+#: the third, fourth and fifth convolutional blocks (after pooling), and of the
+#: first and second dense layers (after ReLU).
+DEPTHS = ("block3", "block4", "block5", "fc1", "fc2")
+
+#: Steps every trained method gets, the patience in steps (rounded up to whole
+#: epochs), the LoRA rank, and the share of a label budget kept for validation.
+STEPS, PATIENCE_STEPS, LORA_RANK, VAL_SHARE = 400, 100, 4, 0.2
+
+
+def printed_symbols(n_per_class: int, seed: int = 0, noise: float = 0.05, side: int = 32):
+    """The fair study's source task: the characters of ``SYMBOLS`` printed in
+    the fonts matplotlib ships, rendered and noised as ``printed_digits``.
+    Returns ``(X (N, 1, side, side) float32, y int64)``, ``y`` indexing
+    ``SYMBOLS``."""
+    from ..data import render_glyphs
+
+    rng = np.random.default_rng(seed)
+    X, y = render_glyphs(SYMBOLS, n_per_char=n_per_class, size=8, jitter=1.0, rng=rng)
+    X = np.clip(X + noise * rng.standard_normal(X.shape), 0.0, 1.0)
+    order = rng.permutation(len(X))
+    return upsample(X[order], side), y[order]
+
+
+def symbols_split(n_per_class: int = 100, side: int = 32, seed: int = 0):
+    """``printed_symbols`` split 70 / 15 / 15 %."""
+    from ..data import train_val_test_split
+
+    X, y = printed_symbols(n_per_class, seed=seed, side=side)
+    return train_val_test_split(X, y, val=0.15, test=0.15, seed=seed)
+
+
+def symbols_vgg16(seed: int = 0) -> nn.Module:
+    """``small_vgg16`` with one output per character of ``SYMBOLS``."""
+    from .vgg import vgg16
+
+    torch.manual_seed(seed)
+    return vgg16(num_classes=len(SYMBOLS), width=8, in_channels=1, pool=1, batch_norm=True)
+
+
+def transfer_state(source_state: dict) -> dict:
+    """The source model's weights without its head (``classifier.6``): what a
+    new ten-way model loads (``load_state_dict(..., strict=False)``)."""
+    return {k: v for k, v in source_state.items() if not k.startswith("classifier.6.")}
+
+
+def budget_split(split, per_class: int, seed: int, val_mode: str = "inside"):
+    """``(train, val)`` for a label budget of ``per_class`` handwritten digits
+    per class, drawn with ``seed`` from ``split``'s training set. ``"inside"``:
+    ``VAL_SHARE`` of each class's labels (at least one) are the validation set,
+    so early stopping and tuning spend labels of the budget; ``"outside"``: all
+    of them train and the validation set is ``split``'s 270 digits."""
+    if val_mode not in ("inside", "outside"):
+        raise ValueError(f"budget_split: expected val_mode 'inside' or 'outside', got "
+                         f"{val_mode!r}")
+    keep = per_class_subset(split.y_train, per_class, seed=seed)
+    if val_mode == "outside":
+        return (split.X_train[keep], split.y_train[keep]), (split.X_val, split.y_val)
+    n_val = max(1, int(round(VAL_SHARE * per_class)))
+    if n_val >= per_class:
+        raise ValueError(f"budget_split: expected per_class >= 2 to keep labels for both "
+                         f"training and validation, got {per_class}")
+    rng = np.random.default_rng(seed + 7_919)
+    val_idx = np.concatenate([rng.choice(keep[split.y_train[keep] == c], n_val, replace=False)
+                              for c in np.unique(split.y_train[keep])])
+    tr_idx = np.setdiff1d(keep, val_idx)
+    return ((split.X_train[tr_idx], split.y_train[tr_idx]),
+            (split.X_train[np.sort(val_idx)], split.y_train[np.sort(val_idx)]))
+
+
+def study_schedule(n_train: int, steps: int | None = None) -> dict:
+    """Batch size, epoch cap and patience (epochs) for ``n_train`` images: the
+    cap gives ``steps`` steps (default ``STEPS``), the patience a quarter of
+    them (``PATIENCE_STEPS`` by default), both rounded up to whole epochs."""
+    steps = STEPS if steps is None else steps
+    patience = PATIENCE_STEPS * steps // STEPS
+    batch = min(16 if n_train < 200 else 32, n_train)
+    per_epoch = n_train // batch
+    return {"batch_size": batch, "epochs": -(-steps // per_epoch),
+            "patience": -(-patience // per_epoch)}
+
+
+@torch.no_grad()
+def depth_features(model, X, depth: str, batch_size: int = 256) -> np.ndarray:
+    """The frozen ``model``'s activations at ``depth`` (one of ``DEPTHS``), in
+    eval mode, flattened to ``(N, features)``."""
+    if depth not in DEPTHS:
+        raise ValueError(f"depth_features: expected depth in {DEPTHS}, got {depth!r}")
+    model.eval()
+    pools = [i for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)]
+    if depth.startswith("block"):
+        body = nn.Sequential(*model.features[:pools[int(depth[5:]) - 1] + 1], nn.Flatten())
+    else:
+        dense = [i for i, m in enumerate(model.classifier) if isinstance(m, nn.ReLU)]
+        upto = dense[int(depth[2:]) - 1] + 1
+        body = nn.Sequential(model.features, model.avgpool, nn.Flatten(),
+                             *model.classifier[:upto])
+    return np.concatenate([body(torch.as_tensor(X[i:i + batch_size])).numpy()
+                           for i in range(0, len(X), batch_size)])
+
+
+def _widen(grid: tuple, best, factor: float) -> tuple | None:
+    """The grid widened by one value at the edge where ``best`` lies, or
+    ``None`` when ``best`` is inside."""
+    if best == grid[0]:
+        return (grid[0] / factor,) + tuple(grid)
+    if best == grid[-1]:
+        return tuple(grid) + (grid[-1] * factor,)
+    return None
+
+
+def _choose(grid, score, factor: float = 3.0, max_widen: int = 3):
+    """Evaluate ``score(value)`` on ``grid``, widening it while the best value
+    is at an edge (at most ``max_widen`` times). Returns ``(best value, grid,
+    scores)``; of tied values, the middle one (the lower of two). The best
+    is at the edge only if the widening ran out, which the caller records."""
+    grid, scores = tuple(grid), {}
+    for round_ in range(max_widen + 1):
+        for v in grid:
+            if v not in scores:
+                scores[v] = score(v)
+        top = max(scores[v] for v in grid)
+        tied = [v for v in grid if scores[v] == top]
+        best = tied[(len(tied) - 1) // 2]           # ties: the middle one
+        wider = _widen(grid, best, factor)
+        if wider is None or round_ == max_widen:
+            break
+        grid = wider
+    return best, grid, scores
+
+
+def probe_run(model, train, val, test, depth: str, seed: int = 0) -> dict:
+    """A linear probe at ``depth``: logistic regression (scikit-learn) on the
+    standardized frozen features, its C chosen on ``val`` (grid ``C_GRID``,
+    widened tenfold at an edge). Returns validation and test accuracy, C."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    F_tr, F_va, F_te = (depth_features(model, X, depth) for X in (train[0], val[0], test[0]))
+    scaler = StandardScaler().fit(F_tr)
+    F_tr, F_va, F_te = (scaler.transform(F) for F in (F_tr, F_va, F_te))
+    fitted = {}
+
+    def score(C):
+        fitted[C] = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(F_tr, train[1])
+        return fitted[C].score(F_va, val[1])
+
+    C, grid, scores = _choose(C_GRID, score, factor=10.0, max_widen=2)
+    return {"val": float(scores[C]), "test": float(fitted[C].score(F_te, test[1])),
+            "C": C, "at_edge": C in (grid[0], grid[-1]), "depth": depth}
+
+
+def study_model(method: str, seed: int, source_state: dict | None,
+                ssl_state: dict | None = None) -> nn.Module:
+    """A ten-way ``small_vgg16`` (head drawn with ``seed``), its other layers
+    from ``source_state`` (from ``ssl_state`` for ``"ssl"``, none for
+    ``"scratch"``), wrapped for LoRA when ``method`` is ``"lora"``."""
+    model = small_vgg16(seed)
+    state = ssl_state if method == "ssl" else source_state
+    if method != "scratch":
+        if state is None:
+            need = "ssl_state" if method == "ssl" else "source_state"
+            raise ValueError(f"study_model: method {method!r} needs {need}")
+        missing, unexpected = model.load_state_dict(transfer_state(state), strict=False)
+        if unexpected or set(missing) != {"classifier.6.weight", "classifier.6.bias"}:
+            raise ValueError(f"study_model: expected source weights for every layer but "
+                             f"the head, missing {missing}, unexpected {unexpected}")
+    if method == "lora":
+        from .lora import add_lora
+        add_lora(model, r=LORA_RANK)
+    return model
+
+
+def study_config(method: str, lr: float, n_train: int, seed: int,
+                 steps: int | None = None) -> TrainConfig:
+    """``TrainConfig`` of a trained method (not the probe) at ``lr``."""
+    s = study_schedule(n_train, steps)
+    kw = {"scratch": {}, "full": {"head_lr": 10 * lr}, "ssl": {"head_lr": 10 * lr},
+          "lp-ft": {"head_lr": 10 * lr, "probe_epochs": s["patience"]},
+          "bitfit": {"trainable": "bias"}, "lora": {"trainable": "lora"}}[method]
+    return TrainConfig(lr=lr, shift=2, seed=seed, **s, **kw)
+
+
+def study_run(method: str, split, per_class: int, seed: int, lr: float | None = None,
+              source_state: dict | None = None, val_mode: str = "inside",
+              depth: str | None = None, ssl_state: dict | None = None,
+              steps: int | None = None) -> dict:
+    """One run of the fair study: ``method`` on a label budget of
+    ``per_class`` digits per class (``budget_split``), at learning rate
+    ``lr`` (a trained method) or at ``depth`` (the probe; ``None``: the depth
+    chosen on validation among ``DEPTHS``). Returns test and validation
+    accuracy and the bookkeeping: the epoch cap, the best epoch, whether
+    patience ended the run, the parameters trained."""
+    if method not in STUDY_METHODS:
+        raise ValueError(f"study_run: expected method in {STUDY_METHODS}, got {method!r}")
+    train, val = budget_split(split, per_class, seed, val_mode)
+    test = (split.X_test, split.y_test)
+    start = time.perf_counter()
+    model = study_model(method, seed, source_state, ssl_state)
+    if method == "probe":
+        probes = [probe_run(model, train, val, test, d, seed)
+                  for d in ([depth] if depth else DEPTHS)]
+        best = max(probes, key=lambda r: r["val"])   # ties: the shallower depth
+        out = dict(best, trainable=None, best_epoch=None, cap=None, stopped_early=None,
+                   by_depth={p["depth"]: {k: p[k] for k in ("val", "test", "C")}
+                             for p in probes})
+    else:
+        if lr is None:
+            raise ValueError(f"study_run: method {method!r} needs a learning rate lr")
+        config = study_config(method, lr, len(train[1]), seed, steps)
+        r = fit(model, train, val, config, progress=False)
+        out = {"val": r.best_val, "test": evaluate(model, *test), "lr": lr,
+               "best_epoch": r.best_epoch, "cap": config.epochs,
+               "stopped_early": len(r.history) < config.epochs,
+               "trainable": count_trainable(model)}
+    out.update(method=method, per_class=per_class, seed=seed, val_mode=val_mode,
+               n_train=int(len(train[1])), n_val=int(len(val[1])),
+               seconds=round(time.perf_counter() - start, 1))
+    return out
+
+
+def tune(method: str, split, per_class: int, seed: int, source_state: dict | None,
+         val_mode: str = "inside", grid: tuple | None = None,
+         ssl_state: dict | None = None, steps: int | None = None) -> dict:
+    """The learning rate of ``method`` chosen by validation accuracy on
+    ``seed``'s budget split, from ``LR_GRIDS[method]`` (or ``grid``), widened
+    threefold while the best is at an edge. Returns ``lr``, the grid, each
+    rate's validation accuracy and whether the choice is at the grid's edge."""
+    lr, grid, scores = _choose(grid or LR_GRIDS[method], lambda v: study_run(
+        method, split, per_class, seed, v, source_state, val_mode,
+        ssl_state=ssl_state, steps=steps)["val"])
+    return {"method": method, "per_class": per_class, "seed": seed, "val_mode": val_mode,
+            "lr": lr, "grid": list(grid), "val": {str(k): v for k, v in sorted(scores.items())},
+            "at_edge": lr in (grid[0], grid[-1])}

@@ -50,8 +50,9 @@ __all__ = ["TrainConfig", "FitResult", "set_trainable", "TRAINABLE", "count_trai
 
 #: ``"all"``: every parameter (full fine-tuning, or training from scratch);
 #: ``"head"``: only the last layer (a linear probe on frozen features);
-#: ``"bias"``: BitFit, every bias and the last layer.
-TRAINABLE = ("all", "head", "bias")
+#: ``"bias"``: BitFit, every bias and the last layer;
+#: ``"lora"``: the low-rank updates of ``nnlib.torch.lora`` and the last layer.
+TRAINABLE = ("all", "head", "bias", "lora")
 
 
 def _head(model) -> nn.Module:
@@ -65,7 +66,8 @@ def set_trainable(model: nn.Module, mode: str) -> nn.Module:
     head = {id(p) for p in _head(model).parameters()}
     for name, p in model.named_parameters():
         p.requires_grad_(mode == "all" or id(p) in head
-                         or (mode == "bias" and name.endswith(".bias")))
+                         or (mode == "bias" and name.endswith(".bias"))
+                         or (mode == "lora" and ".lora_" in f".{name}"))
     return model
 
 
