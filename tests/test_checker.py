@@ -24,7 +24,8 @@ BOOK = Path(__file__).resolve().parents[1] / "book"
 CHAPTERS = {"01-concepts": ["softmax", "softmax_cross_entropy", "sigmoid_backward"],
             "02-backprop": ["linear_backward", "relu_backward", "tanh_backward",
                             "softmax_backward"],
-            "03-training": ["momentum_step", "adam_step", "batchnorm_forward"]}
+            "03-training": ["momentum_step", "adam_step", "batchnorm_forward"],
+            "03b-optimisation": ["batchnorm_backward", "warmup_cosine_lr"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
 
 
@@ -155,6 +156,51 @@ def _bn(axis=0, ddof=0, eps_out=False, affine=True, no_eps=False):
     return f
 
 
+def _bn_bw(paths="mean+var", ddof=0, consistent=False, per_n=True, axis=0,
+           reduce="sum", gamma_in=True):
+    """Batch norm's backward staged as in CS231n (through the variance, then
+    the mean), with a known mistake switched on."""
+    def f(dout, cache):
+        x, gamma, _, eps = cache
+        n = len(x)
+        mu, var = x.mean(axis=0), x.var(axis=0, ddof=ddof)
+        inv = 1 / np.sqrt(var + eps)
+        xhat = (x - mu) * inv
+        dxhat = dout * gamma if gamma_in else dout
+        k = (n - 1 if consistent else n) if per_n else 1
+        dvar = (dxhat * (x - mu)).sum(axis=0) * -0.5 * inv ** 3
+        dmu = -(dxhat * inv).sum(axis=0)
+        dx = dxhat * inv
+        if "var" in paths:
+            dx = dx + dvar * 2 * (x - mu) / k
+        if "mean" in paths:
+            dx = dx + dmu / (n if per_n else 1)
+        total = {"sum": np.sum, "mean": np.mean}[reduce]
+        return dx, total(dout * xhat, axis=axis), total(dout, axis=axis)
+    return f
+
+
+def _warm_cos(warm="right", phase="after", floor="right", warmup=True):
+    """The chapter's schedule written with ifs, with a known mistake."""
+    def f(step, base_lr, warmup_steps, total_steps, min_lr, start_factor):
+        w, t, s0 = warmup_steps, total_steps, start_factor
+        if warmup and step < w:
+            if warm == "from zero":
+                return base_lr * step / w
+            frac = {"right": step / w, "ahead": (step + 1) / w,
+                    "integer": step // w}[warm]
+            return base_lr * (s0 + (1 - s0) * frac)
+        e, length = {"after": (step - w, t - w), "total": (step, t),
+                     "shifted over total": (step - w, t)}[phase]
+        half = (1 + np.cos(np.pi * e / length)) / 2
+        if floor == "ignored":
+            return base_lr * half
+        if floor == "on top":
+            return min_lr + base_lr * half
+        return min_lr + (base_lr - min_lr) * half
+    return f
+
+
 # name -> [(wrong answer, words the diagnosis must contain)]
 WRONG = {
     "softmax": [
@@ -238,6 +284,27 @@ WRONG = {
         (_bn(eps_out=True), "eps outside the square root"),
         (_bn(no_eps=True), "without eps"),
         (_bn(affine=False), "forgot the scale gamma"),
+    ],
+    "batchnorm_backward": [
+        (_bn_bw(paths=""), "forgot the paths through the batch mean and variance"),
+        (_bn_bw(paths="mean"), "forgot the path through the variance"),
+        (_bn_bw(paths="var"), "forgot the path through the mean"),
+        (_bn_bw(per_n=False), "missing the 1/N of the two batch sums"),
+        (_bn_bw(ddof=1), "unbiased variance"),
+        (_bn_bw(ddof=1, consistent=True), "unbiased variance"),
+        (_bn_bw(axis=1), "summed over the wrong axis"),
+        (_bn_bw(reduce="mean"), "averaged over the batch"),
+        (_bn_bw(gamma_in=False), "missing the factor gamma"),
+    ],
+    "warmup_cosine_lr": [
+        (_warm_cos(warm="ahead"), "the warm-up is one step ahead"),
+        (_warm_cos(warm="from zero"), "the warm-up starts from 0"),
+        (_warm_cos(warm="integer"), "integer division"),
+        (_warm_cos(warmup=False, phase="total"), "no warm-up"),
+        (_warm_cos(phase="total"), "the cosine runs over total_steps"),
+        (_warm_cos(phase="shifted over total"), "the cosine runs over total_steps"),
+        (_warm_cos(floor="ignored"), "min_lr is ignored"),
+        (_warm_cos(floor="on top"), "min_lr is added on top"),
     ],
 }
 
@@ -463,16 +530,66 @@ def test_references_agree_with_torch_ch3():
         _close(ref.batchnorm_forward(*case.args), y)
 
 
+def test_references_agree_with_torch_ch3b():
+    torch = pytest.importorskip("torch")
+    t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    for case in _cases("batchnorm_backward"):
+        dout, (x, gamma, beta, eps) = case.args
+        xt, gt, bt = t(x), t(gamma), t(beta)
+        y = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True,
+                                           eps=eps)
+        y.backward(torch.tensor(dout))
+        for a, b in zip(ref.batchnorm_backward(*case.args), (xt.grad, gt.grad, bt.grad)):
+            _close(a, b)
+    S = torch.optim.lr_scheduler
+    configs = [(0.1, 5, 30, 0.0, 0.1),              # the chapter's
+               (0.5, 4, 20, 0.01, 0.01), (1.0, 1, 7, 0.05, 0.5),
+               (0.3, 40, 400, 0.003, 0.01)]
+    configs += sorted({c.args[1:] for c in _cases("warmup_cosine_lr")})
+    for base, w, total, eta_min, f0 in configs:
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+        sched = S.SequentialLR(opt, [
+            S.LinearLR(opt, start_factor=f0, total_iters=w),
+            S.CosineAnnealingLR(opt, T_max=total - w, eta_min=eta_min)],
+            milestones=[w])
+        for step in range(total + 1):
+            got = ref.warmup_cosine_lr(step, base, w, total, eta_min, f0)
+            _close(got, sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        assert got == pytest.approx(eta_min, abs=1e-12)        # ends at min_lr
+
+
 def test_every_case_set_has_a_batch_of_one_or_its_smallest_and_odd_sizes():
     """The cases reach the corners: a batch of 1 (2 for batch norm, whose
     variance needs two examples), odd sizes and each exercise's edge case."""
     for name in ALL:
+        if name == "warmup_cosine_lr":             # numbers, not arrays: below
+            continue
         cases = _cases(name)
         shapes = [np.shape(c.args[0]) for c in cases]
-        smallest = 2 if name == "batchnorm_forward" else 1
+        smallest = 2 if name.startswith("batchnorm") else 1
         assert min(s[0] for s in shapes if s) == smallest, (name, shapes)
         assert any(any(d % 2 and d > 1 for d in s) for s in shapes), (name, shapes)
         assert len(cases) >= 6 and any(c.note for c in cases)
+    bn = _cases("batchnorm_backward")
+    assert any(c.args[0].shape[0] == c.args[0].shape[1] for c in bn)   # N = D
+    assert any(np.ptp(c.args[1][0], axis=0).min() == 0 for c in bn)    # constant
+    sched = [c.args for c in _cases("warmup_cosine_lr")]
+    assert len(sched) >= 6 and all(1 <= w < t for _, _, w, t, _, _ in sched)
+    steps = {(s, w, t) for s, _, w, t, _, _ in sched}
+    for where in (lambda w, t: 0, lambda w, t: w - 1, lambda w, t: w,
+                  lambda w, t: t):                 # the corners of the schedule
+        assert any(s == where(w, t) for s, w, t in steps)
+    assert any(m > 0 for *_, m, _ in sched) and any(w == 1 for _, _, w, *_ in sched)
+    assert all(0 <= s <= t for s, _, _, t, _, _ in sched)
+
+
+def test_a_correct_answer_written_differently_passes():
+    """CS231n's staged backward (through the variance, then the mean) and
+    a schedule written with ifs are right too."""
+    assert run("batchnorm_backward", _bn_bw())
+    assert run("warmup_cosine_lr", _warm_cos())
 
 
 def test_float32_output_is_named_as_the_cause():

@@ -19,6 +19,7 @@ from nnlib.exercises import deep as ref
 pytestmark = pytest.mark.book
 
 CHAPTERS = {"04-cnn": ["conv2d_forward", "maxpool_backward"],
+            "04b-modern-cnns": ["batchnorm2d_forward", "global_avg_pool_backward"],
             "05-rnn": ["rnn_step_backward", "lstm_step_forward"],
             "05c-attention": ["attention_forward"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
@@ -105,6 +106,33 @@ def _pool(rule="first", step=None, overwrite=False):
     return f
 
 
+def _bn2d(axes=(0, 2, 3), ddof=0, per_channel=True, eps_out=False, affine=True):
+    def f(x, gamma, beta, eps):
+        mean = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, ddof=ddof, keepdims=True)
+        xhat = (x - mean) / (np.sqrt(var) + eps if eps_out else np.sqrt(var + eps))
+        if not affine:
+            return xhat
+        if per_channel:
+            gamma, beta = gamma.reshape(1, -1, 1, 1), beta.reshape(1, -1, 1, 1)
+        return gamma * xhat + beta
+    return f
+
+
+def _gap(divide="HW", spread="broadcast"):
+    def f(dout, x_shape):
+        n, c, h, w = x_shape
+        d = dout / {"HW": h * w, "none": 1, "H": h, "NHW": n * h * w}[divide]
+        if spread == "flat":                 # (N, C) lined up with (H, W)
+            return np.ones(x_shape) * d.reshape(n, c)
+        if spread == "corner":
+            dx = np.zeros(x_shape)
+            dx[:, :, 0, 0] = d[:, :, 0, 0]
+            return dx
+        return np.ones(x_shape) * d
+    return f
+
+
 def _rnn(local=lambda h, hp: 1 - h ** 2, dWi_T=False, dWh_T=False, db="sum"):
     def f(dh, cache):
         x, h_prev, W_ih, W_hh, h = cache
@@ -175,6 +203,23 @@ WRONG = {
         (_pool(step="one"), "wrong window"),
         (_pool(overwrite=True), "overwrote each other's gradient"),
     ],
+    "batchnorm2d_forward": [
+        (_bn2d(axes=(2, 3)), "the statistics are per image (over H and W only)"),
+        (_bn2d(axes=(1,)), "over the channels (axis 1)"),
+        (_bn2d(axes=(1, 2, 3)), "that is layer norm"),
+        (_bn2d(axes=0), "the statistics are per pixel"),
+        (_bn2d(ddof=1), "unbiased variance"),
+        (_bn2d(per_channel=False), "broadcast along the last axis"),
+        (_bn2d(eps_out=True), "eps outside the square root"),
+        (_bn2d(affine=False), "forgot the scale gamma"),
+    ],
+    "global_avg_pool_backward": [
+        (_gap(divide="none"), "forgot to divide by H W"),
+        (_gap(divide="H"), "divided by H or by W only"),
+        (_gap(divide="NHW"), "divided by N H W as well"),
+        (_gap(spread="flat"), "broadcast along the wrong axes"),
+        (_gap(divide="none", spread="corner"), "the whole gradient on one pixel"),
+    ],
     "rnn_step_backward": [
         (_rnn(local=lambda h, hp: 1.0), "forgot tanh'"),
         (_rnn(local=lambda h, hp: 1 - h), "used 1 - h as tanh's derivative"),
@@ -241,6 +286,20 @@ def test_a_correct_answer_written_differently_passes():
                 win = xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
                 y[:, :, i, j] = np.einsum("nckl,fckl->nf", win, W) + b
         return y
+    def bn2d_channels_first(x, gamma, beta, eps):
+        flat = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)       # (C, N H W)
+        mu, var = flat.mean(axis=1), flat.var(axis=1)
+        y = (flat - mu[:, None]) / np.sqrt(var[:, None] + eps)
+        y = (gamma[:, None] * y + beta[:, None]).reshape(
+            (x.shape[1], x.shape[0]) + x.shape[2:])
+        return np.moveaxis(y, 0, 1)
+
+    def gap_repeat(dout, x_shape):
+        h, w = x_shape[2:]
+        return np.repeat(np.repeat(dout, h, axis=2), w, axis=3) / (h * w)
+    assert run("batchnorm2d_forward", bn2d_channels_first)
+    assert run("global_avg_pool_backward", gap_repeat)
+    assert run("batchnorm2d_forward", _bn2d())
     assert run("conv2d_forward", conv_loops)
     assert run("maxpool_backward", _pool())
     assert run("rnn_step_backward", _rnn())
@@ -276,6 +335,17 @@ def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
                 c.args[1], (c.args[2],) * 2, axis=(2, 3))[
                 :, :, ::c.args[3], ::c.args[3]].reshape(
                 *c.args[0].shape, -1)) for c in ties)                 # real ties
+    bn = ex.get("batchnorm2d_forward").cases(np.random.default_rng(0))
+    assert bn[0].args[0].shape[3] == bn[0].args[0].shape[1]          # W = C first
+    assert any(c.args[0].shape[2:] == (1, 1) and c.args[0].shape[0] > 1 for c in bn)
+    assert any(np.ptp(c.args[0][:, 1]) == 0 for c in bn)             # constant
+    assert any(c.args[3] >= 0.1 for c in bn)                         # large eps
+    gap = ex.get("global_avg_pool_backward").cases(np.random.default_rng(0))
+    gshapes = [c.args[1] for c in gap]
+    assert all(c.args[0].shape == s[:2] + (1, 1) for c, s in zip(gap, gshapes))
+    assert gshapes[0][2:] == gshapes[0][:2] and gshapes[0][2] != gshapes[0][3]
+    assert any(s[2:] == (1, 1) for s in gshapes)
+    assert any(s[2] != s[3] and s[2] % 2 for s in gshapes)            # odd, H != W
     rnn = ex.get("rnn_step_backward").cases(np.random.default_rng(0))
     assert any(c.args[1][0].shape[1] == c.args[1][4].shape[1] for c in rnn)   # D = H
     lstm = ex.get("lstm_step_forward").cases(np.random.default_rng(0))
@@ -323,6 +393,21 @@ def test_references_agree_with_torch():
         xt = t(x)
         fn.max_pool2d(xt, k, s).backward(torch.tensor(dout))
         _close(ref.maxpool_backward(*case.args), xt.grad)
+    for case in ex.get("batchnorm2d_forward").cases(np.random.default_rng(0)):
+        x, gamma, beta, eps = case.args
+        y = fn.batch_norm(torch.tensor(x), None, None, torch.tensor(gamma),
+                          torch.tensor(beta), training=True, eps=eps)
+        _close(ref.batchnorm2d_forward(*case.args), y)
+        bn = torch.nn.BatchNorm2d(x.shape[1], eps=eps, dtype=torch.float64).train()
+        with torch.no_grad():
+            bn.weight.copy_(torch.tensor(gamma))
+            bn.bias.copy_(torch.tensor(beta))
+            _close(ref.batchnorm2d_forward(*case.args), bn(torch.tensor(x)))
+    for case in ex.get("global_avg_pool_backward").cases(np.random.default_rng(0)):
+        dout, x_shape = case.args
+        xt = t(np.random.default_rng(2).standard_normal(x_shape))
+        fn.adaptive_avg_pool2d(xt, 1).backward(torch.tensor(dout))
+        _close(ref.global_avg_pool_backward(*case.args), xt.grad)
     from nnlib.functional import recurrent as Fr
     rng = np.random.default_rng(1)
     for case in ex.get("rnn_step_backward").cases(np.random.default_rng(0)):
@@ -366,7 +451,13 @@ def test_references_agree_with_torch():
         _close(got[1], weights)
 
 
-def test_every_registered_exercise_is_tested_by_one_of_the_two_files():
-    from test_checker import ALL as FOUNDATIONS
+def test_every_registered_exercise_is_tested_by_one_of_the_checker_files():
+    """tests/test_checker*.py between them (each names its exercises in
+    ``ALL``) test every exercise there is."""
+    import importlib
+    from pathlib import Path
 
-    assert set(ex.names()) == set(FOUNDATIONS) | set(ALL)
+    tested = set()
+    for f in sorted(Path(__file__).parent.glob("test_checker*.py")):
+        tested |= set(importlib.import_module(f.stem).ALL)
+    assert set(ALL) <= tested and set(ex.names()) == tested

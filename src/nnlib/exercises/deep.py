@@ -1,6 +1,7 @@
 """The exercises of chapters 4 and 5: a convolution, a pooling layer's
-backward pass, one step of a recurrent cell and of an LSTM, and one head of
-attention, checked against nnlib's own.
+backward pass, batch normalisation of feature maps and global average
+pooling's backward (section 4b), one step of a recurrent cell and of an
+LSTM, and one head of attention, checked against nnlib's own.
 
 Each function here is the reference of the exercise of the same name; its
 docstring is the exercise's contract (arguments, shapes, layouts, what to
@@ -13,15 +14,17 @@ forward keeps. Each is registered with
 random cases (batch of 1, odd sizes, the edge cases that catch the usual
 mistakes) and with the wrong answers the checker recognises.
 
-=====================  =============  ====================================
-exercise               chapter        returns
-=====================  =============  ====================================
-``conv2d_forward``     04-cnn         ``y``
-``maxpool_backward``   04-cnn         ``dx``
-``rnn_step_backward``  05-rnn         ``(dx, dh_prev, dW_ih, dW_hh, db)``
-``lstm_step_forward``  05-rnn         ``(h, c)``
-``attention_forward``  05c-attention  ``(out, weights)``
-=====================  =============  ====================================
+============================  ===============  ===================================
+exercise                      chapter          returns
+============================  ===============  ===================================
+``conv2d_forward``            04-cnn           ``y``
+``maxpool_backward``          04-cnn           ``dx``
+``batchnorm2d_forward``       04b-modern-cnns  ``y``
+``global_avg_pool_backward``  04b-modern-cnns  ``dx``
+``rnn_step_backward``         05-rnn           ``(dx, dh_prev, dW_ih, dW_hh, db)``
+``lstm_step_forward``         05-rnn           ``(h, c)``
+``attention_forward``         05c-attention    ``(out, weights)``
+============================  ===============  ===================================
 """
 from __future__ import annotations
 
@@ -31,12 +34,14 @@ import numpy as np
 
 from ..functional import attention as Fa
 from ..functional import conv as Fc
+from ..functional import norm as Fn
 from ..functional import recurrent as Fr
 from ..functional.basic import sigmoid
 from ._core import ATOL, RTOL, Case, Diagnoser, register
 
-__all__ = ["conv2d_forward", "maxpool_backward", "rnn_step_backward",
-           "lstm_step_forward", "attention_forward"]
+__all__ = ["conv2d_forward", "maxpool_backward", "batchnorm2d_forward",
+           "global_avg_pool_backward", "rnn_step_backward", "lstm_step_forward",
+           "attention_forward"]
 
 
 # --- chapter 4: convolution -----------------------------------------------
@@ -598,3 +603,159 @@ def attention_forward(Q, K, V, mask):
     and its cache's ``weights``)."""
     out, cache = Fa.scaled_dot_product_attention_forward(Q, K, V, mask)
     return out, cache.weights
+
+
+# --- section 4b: batch normalisation for feature maps -------------------------
+def _bn2d_cases(rng):
+    # (N, C, H, W), eps, note
+    settings = [((2, 3, 4, 3), 1e-5, "W = C"),
+                ((4, 3, 5, 5), 1e-5, ""),
+                ((1, 2, 4, 4), 1e-5, "batch of 1"),
+                ((3, 5, 3, 7), 1e-5, "odd sizes"),
+                ((5, 2, 1, 1), 1e-5, "1x1 maps"),
+                ((2, 4, 3, 3), 0.5, "large eps"),
+                ((3, 3, 4, 4), 1e-5, "a constant channel"),
+                ((2, 2, 3, 5), 1e-5, "large offset")]
+    out = []
+    for (n, c, h, w), eps, note in settings:
+        x = rng.standard_normal((n, c, h, w)) * 2.0 + rng.standard_normal(c)[:, None, None]
+        if note == "a constant channel":
+            x[:, 1] = 3.0
+        if note == "large offset":
+            x = x + 100.0
+        gamma, beta = rng.standard_normal(c) + 1.0, rng.standard_normal(c)
+        out.append(Case((x, gamma, beta, eps), note))
+    return out
+
+
+def _bn2d_variant(axes=(0, 2, 3), ddof=0, eps_out=False, affine="channel"):
+    """Batch norm with a known mistake: the statistics over ``axes``, the
+    variance with ``ddof``, eps outside the root, gamma and beta left out
+    (``affine`` None) or broadcast along the last axis (``"last"``)."""
+    def variant(x, gamma, beta, eps):
+        mu = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, ddof=ddof, keepdims=True)
+        xhat = (x - mu) / (np.sqrt(var) + eps if eps_out else np.sqrt(var + eps))
+        if affine is None:
+            return xhat
+        if affine == "last":
+            return gamma * xhat + beta
+        return gamma[:, None, None] * xhat + beta[:, None, None]
+    return variant
+
+
+@register("batchnorm2d_forward", chapter="04b-modern-cnns",
+          args=("x", "gamma", "beta", "eps"), outputs=("y",), cases=_bn2d_cases,
+          diagnosers=[
+              Diagnoser("the statistics are per image (over H and W only): "
+                        "BatchNorm2d averages each channel over the batch and "
+                        "the pixels, axes (0, 2, 3)",
+                        variant=_bn2d_variant(axes=(2, 3))),
+              Diagnoser("the statistics are over the channels (axis 1): each "
+                        "channel has its own mean and variance, over the batch "
+                        "and the pixels, axes (0, 2, 3)",
+                        variant=_bn2d_variant(axes=(1,))),
+              Diagnoser("the statistics are per image, over all its channels "
+                        "and pixels (that is layer norm): BatchNorm2d averages "
+                        "each channel over the batch and the pixels, axes "
+                        "(0, 2, 3)", variant=_bn2d_variant(axes=(1, 2, 3))),
+              Diagnoser("the statistics are per pixel (over the batch, axis 0, "
+                        "only, as BatchNorm1d on the flattened maps): every "
+                        "pixel of a channel shares its statistics, axes "
+                        "(0, 2, 3)", variant=_bn2d_variant(axes=(0,))),
+              Diagnoser("the statistics are over the whole batch, every channel "
+                        "together: each channel has its own, over axes "
+                        "(0, 2, 3)", variant=_bn2d_variant(axes=None)),
+              Diagnoser("used the unbiased variance (divided by m - 1); batch "
+                        "norm normalises with the biased one (divide by m = "
+                        "N H W)", variant=_bn2d_variant(ddof=1)),
+              Diagnoser("gamma and beta were broadcast along the last axis (W): "
+                        "they are per channel, so reshape them to (C, 1, 1) or "
+                        "(1, C, 1, 1)", variant=_bn2d_variant(affine="last")),
+              Diagnoser("eps outside the square root: divide by sqrt(var + eps)",
+                        variant=_bn2d_variant(eps_out=True)),
+              Diagnoser("divided by sqrt(var) without eps: a channel that is "
+                        "constant over the batch has variance 0",
+                        test=lambda a, g, e: g[0] is not None and g[0].shape ==
+                        e[0].shape and not np.all(np.isfinite(g[0]))),
+              Diagnoser("forgot the scale gamma and the shift beta",
+                        variant=_bn2d_variant(affine=None)),
+          ])
+def batchnorm2d_forward(x, gamma, beta, eps):
+    """Exercise ``batchnorm2d_forward(x, gamma, beta, eps) -> y``: batch
+    normalisation of feature maps in training mode, as ``nnlib.BatchNorm2d``
+    and PyTorch. ``x: (N, C, H, W)``, ``gamma, beta: (C,)`` -> ``y: (N, C,
+    H, W)``, ``y = gamma_c (x - mean_c) / sqrt(var_c + eps) + beta_c`` with
+    each channel's mean and *biased* variance over its ``m = N H W`` values
+    (axes 0, 2 and 3). Reference: ``nnlib.functional.batch_norm_forward``
+    (no running statistics)."""
+    return Fn.batch_norm_forward(x, gamma, beta, None, None, True, eps=eps)[0]
+
+
+# --- section 4b: global average pooling ---------------------------------------
+def _gap_cases(rng):
+    # (N, C, H, W), note
+    settings = [((4, 5, 4, 5), "H = N and W = C"), ((2, 3, 4, 4), ""),
+                ((1, 5, 3, 3), "batch of 1"), ((3, 2, 5, 7), "odd sizes, H != W"),
+                ((2, 4, 1, 1), "1x1 maps"), ((2, 1, 6, 2), "one channel"),
+                ((1, 1, 7, 3), "one image of one channel")]
+    return [Case((rng.standard_normal((n, c, 1, 1)), (n, c, h, w)), note)
+            for (n, c, h, w), note in settings]
+
+
+def _gap_variant(divide=lambda n, c, h, w: h * w, spread=None):
+    """GAP's backward with a known mistake: ``divide``, what each gradient is
+    divided by; ``spread(dout, shape)``, how it is broadcast."""
+    def variant(dout, x_shape):
+        n, c, h, w = x_shape
+        if spread is not None:
+            return spread(dout, x_shape) / divide(n, c, h, w)
+        return np.broadcast_to(dout, x_shape) / divide(n, c, h, w)
+    return variant
+
+
+def _corner(dout, x_shape):
+    """dout on pixel (0, 0) of each map, times H W (undone by the variant's
+    division): the whole gradient on one pixel."""
+    h, w = x_shape[2:]
+    return np.pad(dout, ((0, 0), (0, 0), (0, h - 1), (0, w - 1))) * h * w
+
+
+@register("global_avg_pool_backward", chapter="04b-modern-cnns",
+          args=("dout", "x_shape"), outputs=("dx",), cases=_gap_cases,
+          diagnosers=[
+              Diagnoser("forgot to divide by H W: each pixel enters the mean "
+                        "with weight 1 / (H W), so it gets that share of the "
+                        "gradient", variant=_gap_variant(divide=lambda n, c, h, w: 1)),
+              *[Diagnoser("divided by H or by W only: the mean runs over all "
+                          "H W pixels of the map", variant=_gap_variant(divide=d))
+                for d in (lambda n, c, h, w: h, lambda n, c, h, w: w)],
+              Diagnoser("divided by N H W as well: the mean is over the pixels "
+                        "of each map, not over the batch; each image keeps its "
+                        "own gradient", variant=_gap_variant(
+                            divide=lambda n, c, h, w: n * h * w)),
+              Diagnoser("divided by C H W as well: the mean is over the pixels "
+                        "of each channel, not over the channels",
+                        variant=_gap_variant(divide=lambda n, c, h, w: c * h * w)),
+              Diagnoser("broadcast along the wrong axes: dout (N, C) was lined "
+                        "up with the image axes (H, W); keep its trailing 1 x 1 "
+                        "axes (or add them) so that it spreads over H and W",
+                        variant=_gap_variant(spread=lambda d, s: np.ones(s) * d.reshape(
+                            d.shape[:2]))),
+              Diagnoser("the image axes are swapped: x_shape is (N, C, H, W)",
+                        variant=_gap_variant(spread=lambda d, s: np.broadcast_to(
+                            d, s[:2] + s[:1:-1]).copy())),
+              Diagnoser("put the whole gradient on one pixel of each map: the "
+                        "mean depends on every pixel equally",
+                        variant=_gap_variant(spread=_corner)),
+          ])
+def global_avg_pool_backward(dout, x_shape):
+    """Exercise ``global_avg_pool_backward(dout, x_shape) -> dx``: the
+    backward of global average pooling, as ``nnlib.AdaptiveAvgPool2d(1)``
+    and PyTorch's ``adaptive_avg_pool2d(x, 1)``. ``x_shape = (N, C, H,
+    W)``, the forward's input's shape (a tuple of integers); ``dout: (N, C,
+    1, 1)``, dL/dy for the output ``y[n, c] = mean of x[n, c]`` over its
+    H W pixels -> ``dx: (N, C, H, W)``. Reference:
+    ``nnlib.functional.adaptive_avg_pool2d_backward``."""
+    _, cache = Fc.adaptive_avg_pool2d_forward(np.zeros(x_shape), (1, 1))
+    return Fc.adaptive_avg_pool2d_backward(dout, cache)

@@ -9,20 +9,22 @@ backward functions taking the cache their forward keeps. Each is registered
 with random cases (batch of 1, odd sizes, the edge cases that catch the usual
 mistakes) and with the wrong answers the checker recognises.
 
-=========================  ===========  ================
-exercise                   chapter      returns
-=========================  ===========  ================
-``softmax``                01-concepts  ``p``
-``softmax_cross_entropy``  01-concepts  ``(loss, dz)``
-``sigmoid_backward``       01-concepts  ``dx``
-``linear_backward``        02-backprop  ``(dx, dW, db)``
-``relu_backward``          02-backprop  ``dx``
-``tanh_backward``          02-backprop  ``dx``
-``softmax_backward``       02-backprop  ``dz``
-``momentum_step``          03-training  ``(w, buf)``
-``adam_step``              03-training  ``(w, m, v)``
-``batchnorm_forward``      03-training  ``y``
-=========================  ===========  ================
+=========================  ====================  =======================
+exercise                   chapter               returns
+=========================  ====================  =======================
+``softmax``                01-concepts           ``p``
+``softmax_cross_entropy``  01-concepts           ``(loss, dz)``
+``sigmoid_backward``       01-concepts           ``dx``
+``linear_backward``        02-backprop           ``(dx, dW, db)``
+``relu_backward``          02-backprop           ``dx``
+``tanh_backward``          02-backprop           ``dx``
+``softmax_backward``       02-backprop           ``dz``
+``momentum_step``          03-training           ``(w, buf)``
+``adam_step``              03-training           ``(w, m, v)``
+``batchnorm_forward``      03-training           ``y``
+``batchnorm_backward``     03b-optimisation      ``(dx, dgamma, dbeta)``
+``warmup_cosine_lr``       03b-optimisation      ``lr``
+=========================  ====================  =======================
 """
 from __future__ import annotations
 
@@ -31,12 +33,12 @@ import numpy as np
 from .. import functional as F
 from ..losses import CrossEntropyLoss
 from ..module import Parameter
-from ..optim import SGD, Adam
+from ..optim import SGD, Adam, CosineAnnealingLR, LinearLR, SequentialLR
 from ._core import Case, Diagnoser, register
 
 __all__ = ["softmax", "softmax_cross_entropy", "sigmoid_backward", "linear_backward",
            "relu_backward", "tanh_backward", "softmax_backward", "momentum_step",
-           "adam_step", "batchnorm_forward"]
+           "adam_step", "batchnorm_forward", "batchnorm_backward", "warmup_cosine_lr"]
 
 LARGE = 500.0          # logits beyond this overflow exp (e^710 is inf)
 
@@ -585,3 +587,233 @@ def batchnorm_forward(x, gamma, beta, eps):
     variance over the batch (axis 0). Reference:
     ``nnlib.functional.batch_norm_forward`` (no running statistics)."""
     return F.batch_norm_forward(x, gamma, beta, None, None, True, eps=eps)[0]
+
+
+# --- section 3b ------------------------------------------------------------
+def _bn_bw_cases(rng):
+    out = []
+    for case in _bn_cases(rng):
+        x, gamma, beta, eps = case.args
+        out.append(Case((rng.standard_normal(x.shape), (x, gamma, beta, eps)), case.note))
+    x = rng.standard_normal((4, 4)) * 1.5
+    out.insert(2, Case((rng.standard_normal((4, 4)), (
+        x, rng.standard_normal(4) + 1.0, rng.standard_normal(4), 1e-5)), "N = D"))
+    return out
+
+
+def _bn_bw_variant(dx=None, dgamma=None, dbeta=None, ddof=0):
+    """The backward with a known mistake: ``dx(d, xhat, gamma, inv, n)``,
+    ``dgamma(d, xhat)``, ``dbeta(d)`` replace one output; ``ddof`` is the
+    variance's."""
+    def variant(dout, cache):
+        x, gamma, _, eps = cache
+        n = len(x)
+        inv = 1.0 / np.sqrt(x.var(axis=0, ddof=ddof) + eps)
+        xhat = (x - x.mean(axis=0)) * inv
+        right = gamma * inv / n * (n * dout - dout.sum(axis=0)
+                                   - xhat * (dout * xhat).sum(axis=0))
+        return (right if dx is None else dx(dout, xhat, gamma, inv, n),
+                (dout * xhat).sum(axis=0) if dgamma is None else dgamma(dout, xhat),
+                dout.sum(axis=0) if dbeta is None else dbeta(dout))
+    return variant
+
+
+PATHS = ("forgot the paths through the batch mean and variance: they "
+         "depend on every x of the batch, so dx has two more terms than "
+         "dout gamma / sqrt(var + eps)")
+
+
+@register("batchnorm_backward", chapter="03b-optimisation", args=("dout", "cache"),
+          outputs=("dx", "dgamma", "dbeta"), cases=_bn_bw_cases, diagnosers=[
+              Diagnoser(PATHS, outputs=("dx",), variant=_bn_bw_variant(
+                  dx=lambda d, xh, g, inv, n: d * g * inv)),
+              Diagnoser("forgot the path through the variance: dx is missing "
+                        "the term with xhat times the sum of dout xhat",
+                        outputs=("dx",), variant=_bn_bw_variant(
+                            dx=lambda d, xh, g, inv, n: g * inv * (
+                                d - d.mean(axis=0)))),
+              Diagnoser("forgot the path through the mean: dx is missing the "
+                        "term with the sum of dout over the batch",
+                        outputs=("dx",), variant=_bn_bw_variant(
+                            dx=lambda d, xh, g, inv, n: g * inv * (
+                                d - xh * (d * xh).mean(axis=0)))),
+              Diagnoser("dx is missing the 1/N: the mean and the variance "
+                        "each average N values", outputs=("dx",),
+                        variant=_bn_bw_variant(dx=lambda d, xh, g, inv, n: g * inv * (
+                            n * d - d.sum(axis=0) - xh * (d * xh).sum(axis=0)))),
+              Diagnoser("dx is missing the 1/N of the two batch sums: they "
+                        "are means over the batch", outputs=("dx",),
+                        variant=_bn_bw_variant(dx=lambda d, xh, g, inv, n: g * inv * (
+                            d - d.sum(axis=0) - xh * (d * xh).sum(axis=0)))),
+              Diagnoser("dx is missing the factor gamma: the output is gamma "
+                        "xhat + beta, so dL/dxhat = dout gamma", outputs=("dx",),
+                        variant=_bn_bw_variant(dx=lambda d, xh, g, inv, n: inv * (
+                            d - d.mean(axis=0) - xh * (d * xh).mean(axis=0)))),
+              *[Diagnoser("used the unbiased variance (divided by N - 1); batch "
+                          "norm normalises with the biased one (divide by N)",
+                          variant=v) for v in (
+                  _bn_bw_variant(ddof=1),
+                  _bn_bw_variant(ddof=1, dx=lambda d, xh, g, inv, n: g * inv * (
+                      d - d.mean(axis=0) - xh * (d * xh).sum(axis=0) / (n - 1))))],
+              *[Diagnoser("dgamma and dbeta are summed over the wrong axis "
+                          "(each example's features); gamma and beta are "
+                          "shared by the batch, so sum over axis 0",
+                          outputs=(o,), variant=v) for o, v in (
+                  ("dgamma", _bn_bw_variant(dgamma=lambda d, xh: (d * xh).sum(axis=1))),
+                  ("dbeta", _bn_bw_variant(dbeta=lambda d: d.sum(axis=1))))],
+              *[Diagnoser("dgamma and dbeta are not summed over the batch: "
+                          "gamma and beta are shared by every example, so their "
+                          "gradients add up", outputs=(o,), variant=v) for o, v in (
+                  ("dgamma", _bn_bw_variant(dgamma=lambda d, xh: d * xh)),
+                  ("dbeta", _bn_bw_variant(dbeta=lambda d: d)))],
+              *[Diagnoser("dgamma and dbeta are averaged over the batch: sum "
+                          "over it (a mean loss's 1/N is already in dout)",
+                          outputs=(o,), variant=v) for o, v in (
+                  ("dgamma", _bn_bw_variant(dgamma=lambda d, xh: (d * xh).mean(axis=0))),
+                  ("dbeta", _bn_bw_variant(dbeta=lambda d: d.mean(axis=0))))],
+              Diagnoser("dgamma used x, not xhat: gamma multiplies the "
+                        "standardised xhat", outputs=("dgamma",),
+                        variant=lambda d, c: (None, (d * c[0]).sum(axis=0), None)),
+              Diagnoser("swapped dgamma and dbeta: dbeta is the sum of dout, "
+                        "dgamma the sum of dout xhat", outputs=("dgamma", "dbeta"),
+                        variant=lambda d, c: (None,) + _bn_bw_variant()(d, c)[:0:-1]),
+          ])
+def batchnorm_backward(dout, cache):
+    """Exercise ``batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta)``:
+    the backward of ``batchnorm_forward`` (batch normalisation in training
+    mode, as ``nnlib.BatchNorm1d`` and PyTorch). ``cache = (x, gamma, beta,
+    eps)``, the forward's arguments, with ``x: (N, D)`` and ``gamma, beta:
+    (D,)``; ``dout: (N, D)``, dL/dy -> ``dx: (N, D)``, ``dgamma: (D,)``,
+    ``dbeta: (D,)``. The mean and the biased variance of each feature over
+    the batch depend on every x of that feature, and dx follows those paths
+    too. Reference: ``nnlib.functional.batch_norm_backward`` after
+    ``batch_norm_forward`` (no running statistics)."""
+    x, gamma, beta, eps = cache
+    _, fcache = F.batch_norm_forward(x, gamma, beta, None, None, True, eps=eps)
+    return F.batch_norm_backward(dout, fcache)
+
+
+def _sched_cases(rng):
+    # (step, base_lr, warmup_steps, total_steps, min_lr, start_factor), note
+    base = [(2, 0.1, 5, 30, 0.0, 0.1, "in the warm-up"),
+            (0, 0.1, 5, 30, 0.0, 0.1, "step 0"),
+            (4, 0.1, 5, 30, 0.0, 0.1, "the warm-up's last step"),
+            (5, 0.1, 5, 30, 0.0, 0.1, "the first cosine step"),
+            (17, 0.1, 5, 30, 0.0, 0.1, ""),
+            (30, 0.1, 5, 30, 0.0, 0.1, "the last step"),
+            (13, 0.5, 4, 20, 0.01, 0.01, "min_lr > 0"),
+            (20, 0.5, 4, 20, 0.01, 0.01, "the last step with min_lr > 0"),
+            (3, 1.0, 1, 7, 0.05, 0.5, "warm-up of one step")]
+    out = [Case(c[:6], c[6]) for c in base]
+    for _ in range(3):
+        w = int(rng.integers(2, 40))
+        t = w + int(rng.integers(3, 200))
+        step = int(rng.integers(0, t + 1))
+        lr = float(np.round(10 ** rng.uniform(-3, 0), 4))
+        out.append(Case((step, lr, w, t, float(np.round(lr * rng.uniform(0, 0.2), 5)),
+                         float(np.round(rng.uniform(0.01, 0.5), 3)))))
+    return out
+
+
+def _sched_variant(warm=None, cos=None, after=lambda s, w: s >= w):
+    """The schedule with a known mistake: ``warm(s, w, f)``, the warm-up's
+    factor, ``cos(s, w, t, lr, m)``, the cosine phase's rate, ``after`` when
+    the cosine phase starts."""
+    def variant(step, base_lr, warmup_steps, total_steps, min_lr, start_factor):
+        s, w, t, f = step, warmup_steps, total_steps, start_factor
+        if after(s, w):
+            if cos is not None:
+                return cos(s, w, t, base_lr, min_lr)
+            half = (1 + np.cos(np.pi * (s - w) / (t - w))) / 2
+            return min_lr + (base_lr - min_lr) * half
+        return base_lr * (f + (1 - f) * s / w if warm is None else warm(s, w, f))
+    return variant
+
+
+def _in_warmup(variant):
+    """The variant, applied to the warm-up's steps only (elsewhere a mistake
+    in the warm-up leaves the rate right)."""
+    def during(step, base_lr, warmup_steps, *rest):
+        if step >= warmup_steps:
+            raise ValueError("not in the warm-up")
+        return variant(step, base_lr, warmup_steps, *rest)
+    return during
+
+
+def _cosine(phase, amplitude=lambda lr, m: lr - m, floor=lambda m: m):
+    return lambda s, w, t, lr, m: floor(m) + amplitude(lr, m) * (
+        1 + np.cos(np.pi * phase(s, w, t))) / 2
+
+
+@register("warmup_cosine_lr", chapter="03b-optimisation",
+          args=("step", "base_lr", "warmup_steps", "total_steps", "min_lr",
+                "start_factor"),
+          outputs=("lr",), scalar_outputs=("lr",), cases=_sched_cases, diagnosers=[
+              Diagnoser("the warm-up is one step ahead: at step 0 the rate is "
+                        "start_factor base_lr, and it reaches base_lr at step "
+                        "warmup_steps, not warmup_steps - 1",
+                        variant=_sched_variant(warm=lambda s, w, f: f + (1 - f) * (
+                            s + 1) / w)),
+              Diagnoser("the warm-up starts from 0: it starts from start_factor "
+                        "base_lr and rises linearly to base_lr",
+                        variant=_sched_variant(warm=lambda s, w, f: s / w)),
+              Diagnoser("the warm-up starts from 0: it starts from start_factor "
+                        "base_lr and rises linearly to base_lr",
+                        variant=_sched_variant(warm=lambda s, w, f: (s + 1) / w)),
+              Diagnoser("the warm-up stays flat at start_factor base_lr: step "
+                        "// warmup_steps is 0 for every warm-up step (integer "
+                        "division); divide with /",
+                        variant=_sched_variant(warm=lambda s, w, f: f + (1 - f) * (
+                            s // w))),
+              *[Diagnoser("no warm-up: the first warmup_steps steps rise "
+                          "linearly from start_factor base_lr to base_lr",
+                          variant=_in_warmup(_sched_variant(
+                              after=lambda s, w: True, cos=c)))
+                for c in (None, _cosine(lambda s, w, t: s / t),
+                          _cosine(lambda s, w, t: s / (t - w)))],
+              *[Diagnoser("the cosine runs over total_steps; it runs over the "
+                          "steps after the warm-up, total_steps - "
+                          "warmup_steps, from base_lr at the warm-up's end to "
+                          "min_lr at the last step", variant=_sched_variant(cos=c))
+                for c in (_cosine(lambda s, w, t: s / t),
+                          _cosine(lambda s, w, t: (s - w) / t),
+                          _cosine(lambda s, w, t: s / (t - w)))],
+              Diagnoser("min_lr is ignored: the cosine falls from base_lr to "
+                        "min_lr, not to 0", variant=_sched_variant(
+                            cos=_cosine(lambda s, w, t: (s - w) / (t - w),
+                                        amplitude=lambda lr, m: lr,
+                                        floor=lambda m: 0.0))),
+              Diagnoser("min_lr is added on top: the cosine part's height is "
+                        "base_lr - min_lr, so that the rate starts at base_lr "
+                        "and ends at min_lr", variant=_sched_variant(
+                            cos=_cosine(lambda s, w, t: (s - w) / (t - w),
+                                        amplitude=lambda lr, m: lr))),
+              Diagnoser("the cosine is missing its 1/2: (1 + cos) runs from 2 "
+                        "to 0, so halve it", variant=_sched_variant(
+                            cos=lambda s, w, t, lr, m: m + (lr - m) * (
+                                1 + np.cos(np.pi * (s - w) / (t - w))))),
+              Diagnoser("the cosine starts one step late: at step "
+                        "warmup_steps it is at its own step 0, where the "
+                        "rate is base_lr", variant=_sched_variant(
+                            cos=_cosine(lambda s, w, t: (s - w - 1) / (t - w)))),
+              Diagnoser("the cosine starts one step early: at step "
+                        "warmup_steps it is at its own step 0, where the "
+                        "rate is base_lr", variant=_sched_variant(
+                            cos=_cosine(lambda s, w, t: (s - w + 1) / (t - w)))),
+          ])
+def warmup_cosine_lr(step, base_lr, warmup_steps, total_steps, min_lr, start_factor):
+    """Exercise ``warmup_cosine_lr(step, base_lr, warmup_steps, total_steps,
+    min_lr, start_factor) -> lr``: the learning rate of step ``step`` (0 to
+    ``total_steps``, integers; ``1 <= warmup_steps < total_steps``) under the
+    chapter's schedule, ``SequentialLR`` of a ``LinearLR(start_factor=
+    start_factor, total_iters=warmup_steps)`` and a ``CosineAnnealingLR(
+    T_max=total_steps - warmup_steps, eta_min=min_lr)`` with the milestone
+    ``warmup_steps``, as in nnlib and ``torch.optim.lr_scheduler``: a linear
+    rise from ``start_factor * base_lr`` at step 0 to ``base_lr`` at step
+    ``warmup_steps``, then a half cosine down to ``min_lr`` at step
+    ``total_steps``. Reference: ``nnlib.SequentialLR``'s closed form,
+    ``lr_at(step)``."""
+    opt = SGD([Parameter(np.zeros(1))], lr=base_lr)
+    warm = LinearLR(opt, start_factor=start_factor, total_iters=warmup_steps)
+    cos = CosineAnnealingLR(opt, T_max=total_steps - warmup_steps, eta_min=min_lr)
+    return SequentialLR(opt, [warm, cos], milestones=[warmup_steps]).lr_at(step)
