@@ -26,7 +26,7 @@ THREADS += OPENBLAS_CORETYPE=Haswell ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA
 endif
 JOBS ?= 2
 # the case study trains with PyTorch on the two threads its saved study used
-# (book/data/vgg_transfer.json records them): beside another notebook it would
+# (book/data/vgg_study.json records them): beside another notebook it would
 # oversubscribe the cores (216 s instead of about 70), so it runs alone, last
 ALONE := book/09-finetuning-vgg16.ipynb
 

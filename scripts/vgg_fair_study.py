@@ -27,14 +27,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
-import torch
+# the instruction set and the thread counts are part of the rounding path, and
+# chapter 9 reruns this study's seed-0 rows: NumPy's BLAS (scikit-learn's probe)
+# on one thread and the AVX2 kernels, as in the book's runs (the Makefile's
+# THREADS, the repository's conftest.py), set before NumPy and PyTorch load;
+# PyTorch trains on two threads (main), which the saved file records
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+if platform.machine() in ("x86_64", "AMD64"):
+    for _name, _value in {"OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+                          "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                          "NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR"}.items():
+        os.environ.setdefault(_name, _value)
 
-from nnlib.torch import case_study as cs
-from nnlib.torch import finetune
+import torch  # noqa: E402
+
+from nnlib.torch import case_study as cs  # noqa: E402
+from nnlib.torch import finetune  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS, SEEDS, TUNE_SEED = (10, 50), (0, 1, 2, 3, 4), 100
@@ -106,6 +120,8 @@ def make_table(source_path: Path, ssl_path: Path, out: Path, tiny: bool = False,
         "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "machine": platform.machine(),
         "processor": platform.processor(), "seconds": round(time.perf_counter() - start),
+        "kernels": f"ATen {os.environ.get('ATEN_CPU_CAPABILITY', 'default')}, NumPy BLAS "
+                   f"threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}",
         "steps": steps, "patience_steps": cs.PATIENCE_STEPS * steps // cs.STEPS,
         "tune_seed": TUNE_SEED,
         "source": source_info, "tuning": tuning, "runs": runs, "layers": layers},

@@ -2,7 +2,7 @@
 
 On one process:
 
-    python scripts/vgg_finetune.py --task printed --epochs 10 --save source.pth
+    python scripts/vgg_finetune.py --task symbols --epochs 40 --save source.pth
     python scripts/vgg_finetune.py --init source.pth --labels-per-class 50
 
 Data-parallel on N processes (CPU: gloo; GPU: nccl, one GPU per process):
@@ -26,8 +26,12 @@ Full size on a GPU, timing only (images/s and peak memory), the same path:
         --batch-size 64 --device cuda --amp --channels-last
 
 Tasks: ``digits`` (scikit-learn's handwritten digits, or MNIST with ``--mnist
-DIR`` holding its IDX files), ``printed`` (the source task: printed digits
-rendered from matplotlib's fonts). Images are upsampled to ``--side`` (32,
+DIR`` holding its IDX files), ``symbols`` (chapter 9's source task: 43
+printed letters and symbols rendered from matplotlib's fonts, no digits) and
+``printed`` (printed digits, the same ten classes as the target). A file given
+to ``--init`` whose head has another number of classes than the task (43 for
+symbols, 10 for digits) is loaded and its head replaced by a new one, as for
+ImageNet's weights. Images are upsampled to ``--side`` (32,
 or 224 with ``--imagenet``). With
 ``--checkpoint PATH`` the run saves every epoch and, started again with the
 same command, resumes where it stopped. The last line printed is a JSON
@@ -51,9 +55,10 @@ from nnlib.torch import case_study, finetune, vgg
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", choices=["digits", "printed"], default="digits")
+    p.add_argument("--task", choices=["digits", "symbols", "printed"], default="digits")
     p.add_argument("--mnist", help="directory with MNIST's IDX files (task digits)")
-    p.add_argument("--printed-per-digit", type=int, default=500)
+    p.add_argument("--printed-per-digit", type=int, default=500,
+                   help="images per class of the printed tasks (symbols: 200 in the chapter)")
     p.add_argument("--labels-per-class", type=int, default=None)
     p.add_argument("--n-train", type=int, default=None, help="keep only this many training examples")
     p.add_argument("--n-eval", type=int, default=None,
@@ -123,6 +128,8 @@ def parse(argv=None):
 def load_task(args):
     if args.task == "printed":
         return case_study.printed_split(args.printed_per_digit, args.side, args.split_seed)
+    if args.task == "symbols":
+        return case_study.symbols_split(args.printed_per_digit, args.side, args.split_seed)
     if args.mnist:
         Xtr, ytr = data.load_mnist(args.mnist, "train", images=True)
         Xte, yte = data.load_mnist(args.mnist, "test", images=True)
@@ -181,16 +188,28 @@ def build_model(args):
     """The network the run starts from: with ``--imagenet`` the full VGG16
     with torchvision's weights from ``--init`` and a new 10-way head
     (``vgg.imagenet_vgg16``), otherwise a ``vgg.vgg16`` of ``--width`` on
-    1-channel images, with ``--init`` loaded as it is."""
+    1-channel images with one output per class of the task, with ``--init``
+    loaded; if the file's head has another number of classes, it is loaded
+    with that head, which is then replaced by a new one (``vgg.replace_head``)."""
     torch.manual_seed(args.seed)
+    classes = len(case_study.SYMBOLS) if args.task == "symbols" else 10
     if args.imagenet:
-        return vgg.imagenet_vgg16(args.init, num_classes=10, batch_norm=args.batch_norm,
+        return vgg.imagenet_vgg16(args.init, num_classes=classes, batch_norm=args.batch_norm,
                                   dropout=args.dropout, seed=args.seed)
-    model = vgg.vgg16(num_classes=10, width=args.width, in_channels=1,
+    in_file = classes
+    if args.init:
+        head = torch.load(args.init, map_location="cpu", weights_only=True).get(
+            "classifier.6.weight") if os.path.isfile(args.init) else None
+        in_file = classes if head is None else int(head.shape[0])
+    model = vgg.vgg16(num_classes=in_file, width=args.width, in_channels=1,
                       pool=max(1, args.side // 32), batch_norm=args.batch_norm,
                       dropout=args.dropout)
     if args.init:
         vgg.load_vgg16_weights(model, args.init)
+        if in_file != classes:
+            print(f"vgg_finetune: {args.init} has a {in_file}-way head; replaced by a new "
+                  f"{classes}-way one", file=sys.stderr)
+            vgg.replace_head(model, classes, seed=args.seed)
         if args.reset_head:
             head = model.classifier[-1]
             torch.nn.init.normal_(head.weight, 0, 0.01)

@@ -341,42 +341,32 @@ def test_ch10_adversarial_training():
 
 
 @pytest.mark.vgg
-def test_ch09_probe_on_convolutional_features():
+def test_ch09_lora_parameter_count():
     torch = pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
-    from nnlib.torch import case_study
+    from nnlib.torch import case_study, finetune, lora
 
     raw = exercises("09")[1]
     code = re.findall(r"```python\n(.*?)```", raw, re.S)
     shown = re.findall(r"```text\n(.*?)```", raw, re.S)
     assert len(code) == len(shown) == 1
-    study = json.loads((BOOK / "data" / "vgg_transfer.json").read_text())
-    model = case_study.small_vgg16()
-    model.load_state_dict(torch.load(BOOK / "weights" / "vgg16_printed.pth",
-                                     weights_only=True))
-    ns = {"torch": torch, "case_study": case_study, "model": model,
-          "split": case_study.digits_split(),
-          "table": {(r["method"], r["per_class"], r["seed"]): r for r in study["runs"]}}
+    ns = {"case_study": case_study, "finetune": finetune, "lora": lora}
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(code[0], ns)
     assert out.getvalue() == shown[0], (out.getvalue(), shown[0])
-    printed = out.getvalue()
-    pairs = re.findall(r"convolutional ([\d.]+)%, dense ([\d.]+)%", printed)
-    assert len(pairs) == 3 and all(float(c) > float(d) + 10 for c, d in pairs)
-    # below full fine-tuning on every seed, by more than the seeds' spread
-    full = re.findall(r"convolutional ([\d.]+)%.*, full ([\d.]+)%\)", printed)
-    assert len(full) == 3 and all(float(c) + 5 < float(f) for c, f in full)
-    interval = dict((m, (float(lo), float(hi))) for m, lo, hi in re.findall(
-        r"convolutional - (\w+): \S+ points, 95% interval (\S+) to (\S+)", printed))
-    assert interval["scratch"][0] < 0 < interval["scratch"][1]    # not told apart
-    assert interval["full"][1] < 0                                # below, detected
+    # the formula of the solution, r (9 C_in + C_out), layer by layer
+    model = lora.add_lora(case_study.small_vgg16(), r=4)
+    for m in model.modules():
+        if isinstance(m, lora.LoRA) and isinstance(m.base, torch.nn.Conv2d):
+            c_out, c_in = m.base.weight.shape[:2]
+            assert (m.lora_A.weight.numel() + m.lora_B.weight.numel()
+                    == 4 * (9 * c_in + c_out))
     text = solution("09", 2)
-    assert "Much better, on each of the three seeds" in text
-    assert "more than ten points above the dense one on every seed" in text
-    assert "Against training from scratch its interval contains zero" in text
-    assert "Against full fine-tuning the interval lies below zero" in text
-    assert "below full fine-tuning on every seed" in text
+    assert "72 / 17, about 4" in text and abs(72 / 17 - 4) < 0.5
+    assert "a factor of 14" in text and round(36_864 / 2_560) == 14
+    assert "a factor of 64" in text and 262_144 / 4_096 == 64
+    assert "2,359,296" in text and 9 * 512 * 512 == 2_359_296
+    assert "20,480" in text and 4 * (9 * 512 + 512) == 20_480
 
 
 def test_ch06_held_out_digits_are_found_in_the_stated_order():

@@ -41,8 +41,9 @@ def test_trainable_modes_count_what_they_should():
     assert finetune.count_trainable(finetune.set_trainable(model, "head")) == 512 * 10 + 10
     biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
     assert finetune.count_trainable(finetune.set_trainable(model, "bias")) == biases + 512 * 10
-    with pytest.raises(ValueError, match=r"mode in \('all', 'head', 'bias'\), got 'lora'"):
-        finetune.set_trainable(model, "lora")
+    with pytest.raises(ValueError, match=r"mode in \('all', 'head', 'bias', 'lora'\), "
+                                         r"got 'adapters'"):
+        finetune.set_trainable(model, "adapters")
 
 
 def test_per_class_subset_and_upsample():
@@ -171,38 +172,34 @@ def test_script_names_a_missing_weights_file(tmp_path):
     assert out.returncode != 0 and "nothing is downloaded" in out.stderr
 
 
-def test_linear_probe_folds_the_standardization_into_the_last_layer():
+def test_a_probe_is_a_logistic_regression_on_standardized_frozen_features():
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     X, y = _tiny_data(120)
     model = case_study.small_vgg16(0)
-    out = case_study.linear_probe(model, (X[:80], y[:80]), (X[80:100], y[80:100]),
-                                  (X[100:], y[100:]))
-    feats = case_study.penultimate(model, X[:80])
-    clf = LogisticRegression(C=out["C"], max_iter=2000, random_state=0)
-    scaler = StandardScaler().fit(feats)
-    clf.fit(scaler.transform(feats), y[:80])
-    with torch.no_grad():
-        logits = model.eval()(torch.as_tensor(X[100:])).numpy()
-    feats_test = case_study.penultimate(model, X[100:])
-    expected = clf.decision_function(scaler.transform(feats_test))
-    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
-    assert out["test"] == np.mean(logits.argmax(1) == y[100:])
-    assert out["trainable"] == 512 * 10 + 10
+    train, val, test = (X[:80], y[:80]), (X[80:100], y[80:100]), (X[100:], y[100:])
+    out = case_study.probe_run(model, train, val, test, "block4")
+    F = case_study.depth_features(model, X, "block4")
+    scaler = StandardScaler().fit(F[:80])
+    clf = LogisticRegression(C=out["C"], max_iter=1000, random_state=0)
+    clf.fit(scaler.transform(F[:80]), y[:80])
+    assert out["test"] == clf.score(scaler.transform(F[100:]), y[100:])
+    assert out["val"] == clf.score(scaler.transform(F[80:100]), y[80:100])
+    assert out["depth"] == "block4"
 
 
-def test_transfer_run_needs_its_weights_and_a_known_method():
+def test_study_run_needs_its_weights_a_rate_and_a_known_method():
     from nnlib import data
     X, y = _tiny_data(200)
     split = data.Split(X[:120], y[:120], X[120:160], y[120:160], X[160:], y[160:])
     with pytest.raises(ValueError, match="needs source_state"):
-        case_study.transfer_run("full", split, 2, 0)
+        case_study.study_run("full", split, 5, 0, lr=1e-3)
     with pytest.raises(ValueError, match="needs ssl_state"):
-        case_study.transfer_run("ssl", split, 2, 0)
+        case_study.study_run("ssl", split, 5, 0, lr=1e-3)
+    with pytest.raises(ValueError, match="needs a learning rate"):
+        case_study.study_run("scratch", split, 5, 0)
     with pytest.raises(ValueError, match=r"method in \('scratch'"):
-        case_study.transfer_run("lora", split, 2, 0)
-    assert case_study.schedule(100) == {"batch_size": 32, "epochs": 48}
-    assert case_study.schedule(1077) == {"batch_size": 64, "epochs": 40}
+        case_study.study_run("adapters", split, 5, 0, lr=1e-3)
 
 
 def test_ssl_pretraining_lowers_the_reconstruction_error():

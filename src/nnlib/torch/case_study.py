@@ -1,10 +1,15 @@
-"""Chapter 9's experiment: VGG16 on 8x8 digits upsampled to 32x32, pretrained
-on printed digits or without labels, then fine-tuned by each of ``METHODS``
-on few labels per class. The data (the handwritten digits' split, printed
-digits rendered from matplotlib's fonts, label subsets), the network
-(``small_vgg16``), a linear probe on frozen features, self-supervised
-pretraining (a denoising autoencoder), and one cell of the table
-(``transfer_run``). The training itself is ``nnlib.torch.finetune``.
+"""Chapter 9's experiment: VGG16 on 8x8 digits upsampled to 32x32,
+pretrained on printed letters and symbols (no digit among them, so the head
+is replaced and only features can transfer) or without labels, then trained
+on few labels per class by each of ``STUDY_METHODS``, every method with the
+same step budget, its own learning rate chosen on validation, and validation
+labels taken from inside the label budget. The data (the handwritten digits'
+split, printed characters rendered from matplotlib's fonts, label budgets),
+the network (``small_vgg16``), linear probes at several depths, LoRA
+(``nnlib.torch.lora``), self-supervised pretraining (a denoising
+autoencoder), one run of the study (``study_run``) and the choice of a
+learning rate (``tune``). The training itself is ``nnlib.torch.finetune``;
+``scripts/vgg_fair_study.py`` runs the whole study.
 
 This module imports PyTorch; ``import nnlib`` alone does not.
 """
@@ -20,8 +25,7 @@ from torch import nn
 from .finetune import TrainConfig, _shift, count_trainable, evaluate, fit
 
 __all__ = ["upsample", "printed_digits", "digits_split", "printed_split", "per_class_subset",
-           "METHODS", "PATIENCE", "small_vgg16", "schedule", "penultimate", "linear_probe",
-           "ssl_pretrain", "transfer_run", "SYMBOLS", "STUDY_METHODS", "LR_GRIDS", "C_GRID",
+           "small_vgg16", "ssl_pretrain", "SYMBOLS", "STUDY_METHODS", "LR_GRIDS", "C_GRID",
            "DEPTHS", "STEPS", "PATIENCE_STEPS", "LORA_RANK", "VAL_SHARE", "printed_symbols",
            "symbols_split", "symbols_vgg16", "transfer_state", "budget_split", "study_schedule",
            "depth_features", "probe_run", "study_model", "study_config", "study_run", "tune"]
@@ -97,11 +101,7 @@ def per_class_subset(y, per_class: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-# --- the case study's methods ---------------------------------------------------------
-
-#: The ways of using (or not using) pretrained weights that the case study compares.
-METHODS = ("scratch", "full", "probe", "bitfit", "ssl")
-
+# --- the network and self-supervised pretraining ---------------------------------------
 
 def small_vgg16(seed: int = 0) -> nn.Module:
     """The case study's network: VGG16 with channels divided by 8, BatchNorm,
@@ -110,56 +110,6 @@ def small_vgg16(seed: int = 0) -> nn.Module:
 
     torch.manual_seed(seed)
     return vgg16(num_classes=10, width=8, in_channels=1, pool=1, batch_norm=True)
-
-
-#: epochs without a better validation score before transfer_run stops a run
-PATIENCE = 12
-
-
-def schedule(n_train: int) -> dict:
-    """Batch size and epoch limit for a training set of ``n_train`` examples:
-    about the same number of steps whatever the number of labels."""
-    batch = 32 if n_train < 300 else 64
-    return {"batch_size": batch, "epochs": int(min(150, max(40, 4800 // n_train)))}
-
-
-@torch.no_grad()
-def penultimate(model, X, batch_size: int = 256) -> np.ndarray:
-    """The features the last layer sees (output of ``classifier[:-1]``), in
-    eval mode: what a linear probe is trained on."""
-    model.eval()
-    body = nn.Sequential(model.features, model.avgpool, nn.Flatten(), *model.classifier[:-1])
-    return np.concatenate([body(torch.as_tensor(X[i:i + batch_size])).numpy()
-                           for i in range(0, len(X), batch_size)])
-
-
-def linear_probe(model, train, val, test, seed: int = 0) -> dict:
-    """Logistic regression (scikit-learn) on standardized frozen features,
-    its regularisation strength chosen on the validation set; the result is
-    written into the network's last layer (standardization folded in), so the
-    model is an ordinary VGG16 again. Returns accuracies."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    F_tr, F_va, F_te = (penultimate(model, X) for X in (train[0], val[0], test[0]))
-    scaler = StandardScaler().fit(F_tr)
-    best = None
-    for C in (0.01, 0.1, 1.0, 10.0):
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-        clf.fit(scaler.transform(F_tr), train[1])
-        acc = clf.score(scaler.transform(F_va), val[1])
-        if best is None or acc > best[0]:
-            best = (acc, C, clf)
-    val_acc, C, clf = best
-    head = model.classifier[-1]
-    scale = scaler.scale_.astype(np.float64)
-    W = clf.coef_ / scale
-    b = clf.intercept_ - W @ scaler.mean_
-    with torch.no_grad():
-        head.weight.copy_(torch.as_tensor(W, dtype=head.weight.dtype))
-        head.bias.copy_(torch.as_tensor(b, dtype=head.bias.dtype))
-    return {"val": float(val_acc), "test": evaluate(model, *test), "C": C,
-            "trainable": int(head.weight.numel() + head.bias.numel())}
 
 
 class _Decoder(nn.Module):
@@ -209,46 +159,6 @@ def ssl_pretrain(model, X, epochs: int = 30, noise: float = 0.3, lr: float = 1e-
             total, steps = total + float(loss.detach()), steps + 1
         losses.append(total / steps)
     return losses
-
-
-def transfer_run(method: str, split, per_class: int | None, seed: int,
-                 source_state: dict | None = None, ssl_state: dict | None = None,
-                 progress: bool = False) -> dict:
-    """One cell of the case study's table: train ``small_vgg16`` by ``method``
-    on ``per_class`` labels per class (all with ``None``) of ``split``'s
-    training set, early-stopped on its validation set; returns test accuracy
-    and the bookkeeping. ``source_state``: weights pretrained on printed digits
-    (same ten classes, so the last layer is kept); ``ssl_state``: weights whose
-    features were pretrained without labels (method ``"ssl"``)."""
-    if method not in METHODS:
-        raise ValueError(f"transfer_run: expected method in {METHODS}, got {method!r}")
-    keep = per_class_subset(split.y_train, per_class, seed=seed)
-    train = (split.X_train[keep], split.y_train[keep])
-    val, test = (split.X_val, split.y_val), (split.X_test, split.y_test)
-    model = small_vgg16(seed)
-    start = time.perf_counter()
-    if method in ("full", "probe", "bitfit"):
-        if source_state is None:
-            raise ValueError(f"transfer_run: method {method!r} needs source_state")
-        model.load_state_dict(source_state)
-    if method == "ssl":
-        if ssl_state is None:
-            raise ValueError("transfer_run: method 'ssl' needs ssl_state")
-        model.load_state_dict(ssl_state)
-    if method == "probe":
-        out = linear_probe(model, train, val, test, seed=seed)
-        out.update(best_epoch=None)
-    else:
-        # BitFit trains few, small parameters: it needs a larger step (1e-2)
-        config = TrainConfig(trainable="bias" if method == "bitfit" else "all", shift=2,
-                             seed=seed, patience=PATIENCE, lr=1e-2 if method == "bitfit" else 1e-3,
-                             **schedule(len(keep)))
-        r = fit(model, train, val, config, progress=progress)
-        out = {"val": r.best_val, "test": evaluate(model, *test),
-               "best_epoch": r.best_epoch, "trainable": count_trainable(model)}
-    out.update(method=method, per_class=per_class, seed=seed, n_train=int(len(keep)),
-               seconds=round(time.perf_counter() - start, 1))
-    return out
 
 
 # --- the fair study: a source task with other classes, every method tuned ---------

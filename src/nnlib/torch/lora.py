@@ -1,4 +1,4 @@
-"""LoRA (Hu et al., 2021) for PyTorch convolutions and dense layers: a frozen
+"""LoRA (Hu et al., 2022) for PyTorch convolutions and dense layers: a frozen
 layer plus a trainable low-rank update, ``y = base(x) + (alpha / r) B(A(x))``.
 
 For ``nn.Linear(in, out)``, ``A`` is ``(r, in)`` and ``B`` is ``(out, r)``
