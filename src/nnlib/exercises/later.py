@@ -1,0 +1,567 @@
+"""The exercises of sections 5d to 5f and chapter 8: a layer norm, a
+language model's loss, a LoRA layer, one Bellman backup and the REINFORCE
+loss, checked against nnlib's own.
+
+Each function here is the reference of the exercise of the same name; its
+docstring is the exercise's contract (arguments, shapes, layouts, what to
+return), in nnlib's and PyTorch's conventions: a sequence batch ``(N, T,
+E)`` normalised over its last axis, logits ``(N, T, V)`` for windows of
+``T + 1`` character ids, ``W: (d_out, d_in)``, ``A: (r, d_in)`` and ``B:
+(d_out, r)`` for LoRA (as ``nnlib.LoRALinear`` and peft), a model of an MDP
+as arrays ``P[s, a, s']`` and ``R[s, a, s']`` with ``V(s') = 0`` where
+``s'`` ends the episode, and REINFORCE weights standardised as
+``nnlib.rl.reinforce_step`` does. Each is registered with random cases
+(batch of 1, odd sizes, the edge cases that catch the usual mistakes) and
+with the wrong answers the checker recognises.
+
+======================  =====================  ==============
+exercise                chapter                returns
+======================  =====================  ==============
+``layer_norm_forward``  05d-transformer-block  ``y``
+``causal_lm_loss``      05e-transformer-lm     ``loss``
+``lora_forward``        05f-lora               ``y``
+``bellman_backup``      08-rl                  ``(V_new, Q)``
+``reinforce_loss``      08-rl                  ``loss``
+======================  =====================  ==============
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional import norm as Fn
+from ..functional.basic import log_softmax
+from ..layers.linear import Linear
+from ..layers.lora import LoRALinear
+from ..losses import CrossEntropyLoss
+from ..rl.reinforce import returns_to_go
+from ._core import Case, Diagnoser, register
+
+__all__ = ["layer_norm_forward", "causal_lm_loss", "lora_forward", "bellman_backup",
+           "reinforce_loss"]
+
+
+def _nonfinite(i):
+    """A test: output ``i`` of the learner holds NaN or infinity where the
+    expected one is finite."""
+    def test(args, got, expected):
+        return (got[i] is not None and got[i].shape == expected[i].shape
+                and np.all(np.isfinite(expected[i])) and not np.all(np.isfinite(got[i])))
+    return test
+
+
+SIGN = "wrong sign: the output has the right size but the opposite sign"
+
+
+# --- section 5d: layer norm -------------------------------------------------
+def _ln_cases(rng):
+    # (shape, eps), note
+    settings = [((2, 5, 6), 1e-5, ""),
+                ((1, 4, 8), 1e-5, "batch of 1"),
+                ((3, 7, 5), 1e-3, "odd sizes"),
+                ((4, 6), 1e-5, "x of shape (N, E)"),
+                ((2, 3, 4), 0.5, "large eps"),
+                ((3, 4, 5), 1e-5, "a constant token"),
+                ((2, 3, 1), 1e-5, "one feature (E = 1)"),
+                ((2, 4, 6), 1e-5, "large offset")]
+    out = []
+    for shape, eps, note in settings:
+        e = shape[-1]
+        x = rng.standard_normal(shape) * 2.0 + rng.standard_normal(shape[:-1] + (1,))
+        if note == "a constant token":
+            x[1, 2, :] = 3.0
+        if note == "large offset":
+            x = x + 100.0
+        gamma, beta = rng.standard_normal(e) + 1.0, rng.standard_normal(e)
+        out.append(Case((x, gamma, beta, eps), note))
+    return out
+
+
+def _ln_variant(axes=(-1,), ddof=0, fn=None, ndim=None):
+    """Layer norm with a known mistake: the statistics over ``axes`` (only
+    for inputs of ``ndim`` axes when given), the variance with ``ddof``, or
+    ``fn(x, mu, var, gamma, beta, eps)`` in place of the formula."""
+    def variant(x, gamma, beta, eps):
+        if ndim is not None and x.ndim != ndim:
+            raise ValueError("this mistake needs another shape")
+        mu = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, ddof=ddof, keepdims=True)
+        if fn is not None:
+            return fn(x, mu, var, gamma, beta, eps)
+        return gamma * (x - mu) / np.sqrt(var + eps) + beta
+    return variant
+
+
+@register("layer_norm_forward", chapter="05d-transformer-block",
+          args=("x", "gamma", "beta", "eps"), outputs=("y",), cases=_ln_cases,
+          diagnosers=[
+              Diagnoser("normalised over the batch (axis 0), as batch norm "
+                        "does: layer norm standardises each token over its own "
+                        "E features, the last axis", variant=_ln_variant(axes=0)),
+              Diagnoser("normalised each feature over the batch and the "
+                        "positions (axes 0 and 1), as batch norm does: layer "
+                        "norm standardises each token over its own E "
+                        "features, the last axis",
+                        variant=_ln_variant(axes=(0, 1), ndim=3)),
+              Diagnoser("normalised each sequence as a whole (axes 1 and 2): "
+                        "layer norm standardises each token (each position) "
+                        "on its own, over the last axis only",
+                        variant=_ln_variant(axes=(1, 2), ndim=3)),
+              Diagnoser("used the unbiased variance (divided by E - 1); layer "
+                        "norm divides by E, the biased variance, as nnlib and "
+                        "PyTorch do", variant=_ln_variant(ddof=1)),
+              Diagnoser("eps outside the square root: divide by sqrt(var + eps)",
+                        variant=_ln_variant(fn=lambda x, mu, var, g, b, eps: g * (
+                            x - mu) / (np.sqrt(var) + eps) + b)),
+              Diagnoser("divided by sqrt(var) without eps: a token whose "
+                        "features are all equal has variance 0",
+                        test=_nonfinite(0)),
+              Diagnoser("divided by sqrt(var) without eps: add eps to the "
+                        "variance, inside the square root",
+                        variant=_ln_variant(fn=lambda x, mu, var, g, b, eps: g * (
+                            x - mu) / np.sqrt(var) + b)),
+              Diagnoser("forgot the scale gamma and the shift beta",
+                        variant=_ln_variant(fn=lambda x, mu, var, g, b, eps: (
+                            x - mu) / np.sqrt(var + eps))),
+              Diagnoser("forgot the shift beta: y = gamma xhat + beta",
+                        variant=_ln_variant(fn=lambda x, mu, var, g, b, eps: g * (
+                            x - mu) / np.sqrt(var + eps))),
+              Diagnoser("forgot the scale gamma: y = gamma xhat + beta",
+                        variant=_ln_variant(fn=lambda x, mu, var, g, b, eps: (
+                            x - mu) / np.sqrt(var + eps) + b)),
+              Diagnoser("swapped gamma and beta: y = gamma xhat + beta",
+                        variant=_ln_variant(fn=lambda x, mu, var, g, b, eps: b * (
+                            x - mu) / np.sqrt(var + eps) + g)),
+              Diagnoser("divided by the variance, not by the standard deviation",
+                        variant=_ln_variant(fn=lambda x, mu, var, g, b, eps: g * (
+                            x - mu) / (var + eps) + b)),
+          ])
+def layer_norm_forward(x, gamma, beta, eps):
+    """Exercise ``layer_norm_forward(x, gamma, beta, eps) -> y``: layer
+    normalisation over the last axis, as ``nnlib.LayerNorm(E)`` and
+    ``torch.nn.functional.layer_norm(x, (E,), gamma, beta, eps)``: ``x:
+    (..., E)`` (a batch of sequences ``(N, T, E)``, or ``(N, E)``),
+    ``gamma, beta: (E,)`` -> ``y`` of ``x``'s shape, ``y = gamma (x - mean)
+    / sqrt(var + eps) + beta`` with each token's own mean and *biased*
+    variance over its E features. Reference:
+    ``nnlib.functional.layer_norm_forward(x, 1, gamma, beta, eps)``."""
+    return Fn.layer_norm_forward(x, 1, gamma, beta, eps)[0]
+
+
+# --- section 5e: the loss of a language model ---------------------------------
+LARGE = 500.0          # logits beyond this overflow exp (e^710 is inf)
+
+
+def _lm_cases(rng):
+    # (N, T, V, scale), note
+    settings = [((2, 5, 7, 1.0), ""),
+                ((1, 6, 5, 2.0), "batch of 1"),
+                ((3, 1, 4, 1.0), "windows of one position (T = 1)"),
+                ((4, 7, 3, 3.0), "odd sizes"),
+                ((2, 4, 6, 300.0), "large scores"),
+                ((3, 3, 96, 1.0), "a vocabulary of 96 (the chapter's)"),
+                ((2, 8, 2, 1.0), "two characters")]
+    out = []
+    for (n, t, v, scale), note in settings:
+        logits = rng.standard_normal((n, t, v)) * scale
+        ids = rng.integers(0, v, size=(n, t + 1))
+        if note == "large scores":
+            logits = logits + 700.0
+            ids[:, 1:] = logits.argmin(axis=-1)      # softmax underflows to 0
+            ids[0, 1] = logits[0, 0].argmax()
+        out.append(Case((logits, ids), note))
+    return out
+
+
+def _lm_variant(targets=lambda ids: ids[:, 1:], reduce=np.mean, axis=-1,
+                sign=1.0, base=None, crop=False):
+    """The loss with a known mistake: the wrong ``targets``, the per-position
+    losses reduced by ``reduce``, the softmax over ``axis``, the ``sign``,
+    logs to ``base``, or the last position's scores dropped (``crop``)."""
+    def variant(logits, ids):
+        if crop and logits.shape[1] < 2:
+            raise ValueError("nothing left to compare")
+        z = logits[:, :-1] if crop else logits
+        y = ids[:, 1:-1] if crop else targets(ids)
+        logp = log_softmax(z, axis=axis)
+        per = -np.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
+        if base is not None:
+            per = per / np.log(base)
+        return sign * reduce(per)
+    return variant
+
+
+def _large_lm(args) -> bool:
+    return float(np.max(np.abs(args[0]))) > LARGE
+
+
+@register("causal_lm_loss", chapter="05e-transformer-lm", args=("logits", "ids"),
+          outputs=("loss",), scalar_outputs=("loss",), cases=_lm_cases,
+          diagnosers=[
+              Diagnoser("the targets are not shifted: the scores at position t "
+                        "are for the next character, ids[:, t + 1]; ids[:, t] "
+                        "is the one the model read there",
+                        variant=_lm_variant(targets=lambda ids: ids[:, :-1])),
+              Diagnoser("shifted the scores as well as the targets: logits "
+                        "already has one row per input position, so the scores "
+                        "at every position t, the last one included, are "
+                        "compared with ids[:, t + 1]", variant=_lm_variant(crop=True)),
+              Diagnoser("summed over all the predictions: the loss is their "
+                        "mean over the N T positions (nats per character)",
+                        variant=_lm_variant(reduce=np.sum)),
+              Diagnoser("summed over the positions and averaged over the "
+                        "sequences: the loss is the mean over all N T "
+                        "predictions", variant=_lm_variant(
+                            reduce=lambda per: per.sum() / len(per))),
+              Diagnoser("averaged over the positions and summed over the "
+                        "sequences: the loss is the mean over all N T "
+                        "predictions", variant=_lm_variant(
+                            reduce=lambda per: per.sum() / per.shape[1])),
+              Diagnoser("returned one loss per sequence: the loss is one "
+                        "number, the mean over all N T predictions",
+                        variant=_lm_variant(reduce=lambda per: per.mean(axis=1))),
+              Diagnoser("returned one loss per position: the loss is one "
+                        "number, the mean over all N T predictions",
+                        variant=_lm_variant(reduce=lambda per: per)),
+              Diagnoser("the softmax is over the positions (axis 1): each "
+                        "position's scores are a distribution over the V "
+                        "characters, the last axis", variant=_lm_variant(axis=1)),
+              Diagnoser("the cross-entropy is minus the log-probability of "
+                        "the next character, so it is never negative: the "
+                        "sign is wrong", variant=_lm_variant(sign=-1.0)),
+              Diagnoser("used log base 2 (bits per character): the book's "
+                        "loss is in nats, the natural log",
+                        variant=_lm_variant(base=2.0)),
+              Diagnoser("a probability underflowed to 0 (log 0 = -inf) or exp "
+                        "overflowed on large scores: compute log p as z - max "
+                        "- log(sum(exp(z - max))), not as the log of the "
+                        "softmax (chapter 1)",
+                        test=lambda a, g, e: _large_lm(a) and _nonfinite(0)(a, g, e)),
+          ])
+def causal_lm_loss(logits, ids):
+    """Exercise ``causal_lm_loss(logits, ids) -> loss``: the loss of a
+    language model on windows of characters, as section 5e trains it.
+    ``ids: (N, T + 1)`` integers in [0, V), N windows of T + 1 character
+    ids; ``logits: (N, T, V)``, the scores the model gave at the first T
+    positions, reading ``ids[:, :T]``: ``logits[n, t]`` are the scores for
+    the character after position t, ``ids[n, t + 1]``. ``loss``, a number:
+    the mean over all N T predictions of -log softmax(logits[n, t])[ids[n,
+    t + 1]], in nats, finite for scores in the thousands. Reference:
+    ``nnlib.CrossEntropyLoss()`` on ``logits.reshape(-1, V)`` and
+    ``ids[:, 1:].reshape(-1)``, as the chapter's ``lm_step``."""
+    v = logits.shape[-1]
+    return CrossEntropyLoss()(logits.reshape(-1, v), ids[:, 1:].reshape(-1))
+
+
+# --- section 5f: a LoRA layer ---------------------------------------------------
+def _lora_cases(rng):
+    # (x's leading shape, d_in, d_out, r, alpha), note
+    settings = [((4,), 6, 6, 2, 6.0, ""),
+                ((1,), 5, 3, 1, 8.0, "batch of 1 and r = 1"),
+                ((3,), 7, 4, 3, 16.0, "odd sizes"),
+                ((2, 5), 8, 6, 4, 8.0, "x of shape (N, T, d_in)"),
+                ((4,), 4, 4, 4, 2.0, "full rank (r = d_in = d_out)"),
+                ((3,), 6, 5, 2, 4.0, "B = 0 (as at the start)"),
+                ((5,), 9, 2, 3, 1.0, "d_out < r"),
+                ((3,), 6, 6, 2, 2.0, "alpha = r")]
+    out = []
+    for lead, d_in, d_out, r, alpha, note in settings:
+        x = rng.standard_normal(lead + (d_in,))
+        W = rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)
+        b = rng.standard_normal(d_out)
+        A = rng.standard_normal((r, d_in)) / np.sqrt(d_in)
+        B = rng.standard_normal((d_out, r))
+        if note.startswith("B = 0"):
+            B = np.zeros((d_out, r))
+        out.append(Case((x, W, b, A, B, alpha, r), note))
+    return out
+
+
+def _lora_variant(scale=lambda alpha, r: alpha / r, base=True, bias=True,
+                  update="x A^T B^T", whole=False, W_T=True):
+    """A LoRA layer with a known mistake: the update scaled by
+    ``scale(alpha, r)``, computed as ``update``, the base term or the bias
+    left out, ``W`` not transposed, or the scale applied to the ``whole``
+    output."""
+    def variant(x, W, b, A, B, alpha, r):
+        s = scale(alpha, r)
+        d = {"x A^T B^T": x @ A.T @ B.T, "x B A": x @ (B @ A)}[update]
+        y = (x @ (W.T if W_T else W)) * base + (b if bias and base else 0.0)
+        return s * (y + d) if whole else y + s * d
+    return variant
+
+
+@register("lora_forward", chapter="05f-lora",
+          args=("x", "W", "b", "A", "B", "alpha", "r"), outputs=("y",),
+          cases=_lora_cases, diagnosers=[
+              Diagnoser("scaled the update by alpha: the scale is alpha / r",
+                        variant=_lora_variant(scale=lambda alpha, r: alpha)),
+              Diagnoser("scaled the update by r / alpha: the scale is alpha / r",
+                        variant=_lora_variant(scale=lambda alpha, r: r / alpha)),
+              Diagnoser("forgot the scale alpha / r of the update",
+                        variant=_lora_variant(scale=lambda alpha, r: 1.0)),
+              Diagnoser("forgot the base term x W^T + b: the frozen layer's "
+                        "output stays, and the update is added to it",
+                        variant=_lora_variant(base=False)),
+              Diagnoser("forgot the bias b of the base term",
+                        variant=_lora_variant(bias=False)),
+              Diagnoser("scaled the base term too: only the update is "
+                        "multiplied by alpha / r", variant=_lora_variant(whole=True)),
+              Diagnoser("computed x (B A): the update B A has W's layout "
+                        "(d_out, d_in), so like W it enters transposed, as "
+                        "x A^T B^T", variant=_lora_variant(update="x B A")),
+              Diagnoser("computed x W: W has PyTorch's layout (d_out, d_in), "
+                        "so the base term is x W^T + b",
+                        variant=_lora_variant(W_T=False)),
+          ])
+def lora_forward(x, W, b, A, B, alpha, r):
+    """Exercise ``lora_forward(x, W, b, A, B, alpha, r) -> y``: the forward
+    pass of a LoRA layer, as ``nnlib.LoRALinear`` and peft: ``x: (...,
+    d_in)``, the frozen ``W: (d_out, d_in)`` and ``b: (d_out,)`` (PyTorch's
+    layouts), ``A: (r, d_in)``, ``B: (d_out, r)``, ``alpha`` and the rank
+    ``r`` (= ``A.shape[0]``) -> ``y: (..., d_out)``, ``y = x W^T + b +
+    (alpha / r) x A^T B^T``. Reference: ``nnlib.LoRALinear(base, r,
+    alpha)`` around an ``nnlib.Linear`` holding ``W`` and ``b``, with
+    ``lora_A = A`` and ``lora_B = B``."""
+    base = Linear(W.shape[1], W.shape[0])
+    base.weight.data[...] = W
+    base.bias.data[...] = b
+    layer = LoRALinear(base, r=int(r), alpha=alpha)
+    layer.lora_A.data[...] = A
+    layer.lora_B.data[...] = B
+    return layer.forward(x)
+
+
+# --- chapter 8: one Bellman backup ------------------------------------------------
+def _gridworld_arrays():
+    """The chapter's 4x3 world (slip 0.2) as arrays ``(P, R, terminal)``."""
+    from ..rl.envs import GridWorld
+
+    world = GridWorld(["...G", ".#.X", "S..."], step_reward=-0.04, slip=0.2)
+    n, k = world.n_states, world.n_actions
+    P, R, terminal = np.zeros((n, k, n)), np.zeros((n, k, n)), np.zeros(n, dtype=bool)
+    for s in range(n):
+        for a in range(k):
+            for p, s2, r, done in world.P[s][a]:
+                P[s, a, s2] += p
+                R[s, a, s2] = r
+                terminal[s2] |= done
+    return P, R, terminal
+
+
+def _mdp_cases(rng):
+    # (S, A, gamma, kind, terminal states), note
+    settings = [((5, 3, 0.9, "dense", 2), ""),
+                ((4, 1, 0.9, "dense", 1), "one action (A = 1)"),
+                ((6, 2, 0.5, "deterministic", 2), "deterministic moves"),
+                ((None, None, 0.99, "gridworld", None), "the chapter's 4x3 world"),
+                ((7, 4, 0.8, "sparse", 0), "no terminal state"),
+                ((3, 5, 0.9, "dense", 1), "more actions than states"),
+                ((5, 2, 0.0, "dense", 1), "gamma = 0"),
+                ((4, 3, 1.0, "sparse", 1), "gamma = 1")]
+    out = []
+    for (n, k, gamma, kind, n_term), note in settings:
+        if kind == "gridworld":
+            P, R, terminal = _gridworld_arrays()
+            V = rng.standard_normal(len(P))
+            out.append(Case((V, P, R, terminal, gamma), note))
+            continue
+        if kind == "dense":
+            P = rng.dirichlet(np.ones(n), size=(n, k))
+        elif kind == "deterministic":
+            P = np.eye(n)[rng.integers(0, n, size=(n, k))]
+        else:                                   # two outcomes per pair
+            P = np.zeros((n, k, n))
+            for s in range(n):
+                for a in range(k):
+                    s2 = rng.choice(n, size=2, replace=False)
+                    P[s, a, s2] = (0.7, 0.3)
+        R = rng.standard_normal((n, k, n))
+        terminal = np.zeros(n, dtype=bool)
+        terminal[n - n_term:] = True
+        for s in np.flatnonzero(terminal):      # absorbing, as in GridWorld
+            P[s] = 0.0
+            P[s, :, s] = 1.0
+            R[s] = 0.0
+        V = rng.standard_normal(n) * 2.0
+        out.append(Case((V, P, R, terminal, gamma), note))
+    return out
+
+
+def _bellman(V, P, R, terminal, gamma, discount=True, mask="next", reward="weighted",
+             value="next", best=np.max):
+    """One backup with a known mistake: no ``discount``; ``mask``: the
+    terminal states' values counted ("none") or the whole target of a step
+    into one zeroed ("target"); ``reward`` not weighted by the probabilities
+    ("sum"); the current state's ``value`` in place of the next's (the
+    masked values broadcast along the wrong axis); the actions reduced by
+    ``best``."""
+    g = gamma if discount else 1.0
+    kept = V * (1.0 if mask == "none" else ~terminal)
+    nxt = np.broadcast_to(kept[None, None, :] if value == "next" else
+                          kept[:, None, None], P.shape)
+    if mask == "target":
+        Q = (P * (R + g * V) * ~terminal).sum(axis=-1)
+    elif reward == "sum":
+        Q = R.sum(axis=-1) + g * (P * nxt).sum(axis=-1)
+    else:
+        Q = (P * (R + g * nxt)).sum(axis=-1)
+    return best(Q, axis=1), Q
+
+
+def _bellman_variant(**kw):
+    def variant(V, P, R, terminal, gamma):
+        return _bellman(V, P, R, terminal, gamma, **kw)
+    return variant
+
+
+@register("bellman_backup", chapter="08-rl",
+          args=("V", "P", "R", "terminal", "gamma"), outputs=("V_new", "Q"),
+          cases=_mdp_cases, diagnosers=[
+              Diagnoser("forgot the discount: the next state's value is "
+                        "multiplied by gamma", variant=_bellman_variant(discount=False)),
+              Diagnoser("averaged over the actions: that backs up the policy "
+                        "that picks its actions at random; value iteration "
+                        "takes the best action, V_new(s) = max_a Q(s, a)",
+                        outputs=("V_new",),
+                        variant=_bellman_variant(best=np.mean)),
+              Diagnoser("summed over the actions: value iteration takes the "
+                        "best one, V_new(s) = max_a Q(s, a)", outputs=("V_new",),
+                        variant=_bellman_variant(best=np.sum)),
+              Diagnoser("bootstrapped from terminal states: an episode ends "
+                        "when it enters one, so V(s') counts as 0 there (the "
+                        "reward of the step into it still counts)",
+                        variant=_bellman_variant(mask="none")),
+              Diagnoser("dropped the reward of the step into a terminal state: "
+                        "only V(s') counts as 0 there; the reward r of that "
+                        "step is earned", variant=_bellman_variant(mask="target")),
+              Diagnoser("the rewards are not weighted by the probabilities: "
+                        "Q(s, a) = sum over s' of p(s' | s, a) (r + gamma "
+                        "V(s'))", variant=_bellman_variant(reward="sum")),
+              Diagnoser("used the value of the current state s where the next "
+                        "state's V(s') belongs", variant=_bellman_variant(value="here")),
+          ])
+def bellman_backup(V, P, R, terminal, gamma):
+    """Exercise ``bellman_backup(V, P, R, terminal, gamma) -> (V_new, Q)``:
+    one sweep of value iteration, as ``nnlib.rl.value_iteration`` makes
+    each of its sweeps, on a model given as arrays: ``V: (S,)`` the current
+    values, ``P: (S, A, S)`` with ``P[s, a, s']`` the probability of moving
+    from s to s' with action a, ``R: (S, A, S)`` the reward of that step,
+    ``terminal: (S,)`` bool, True for the states that end an episode
+    (absorbing, with reward 0: entering one ends it, so ``V(s')`` counts as
+    0 there), ``gamma`` the discount -> ``Q: (S, A)``, ``Q[s, a] = sum_s'
+    P[s, a, s'] (R[s, a, s'] + gamma V[s'] (1 - terminal[s']))``, and
+    ``V_new: (S,)``, the best action's ``Q``. ``env.P[s][a]``'s outcomes
+    ``(p, s', r, terminated)`` give these arrays. Reference: the formula of
+    ``nnlib.rl.value_iteration``, in arrays (tests/test_checker_later.py
+    checks it against ``value_iteration``)."""
+    Q = (P * (R + gamma * np.where(terminal, 0.0, V))).sum(axis=-1)
+    return Q.max(axis=1), Q
+
+
+# --- chapter 8: the REINFORCE loss -------------------------------------------------
+def _episode_cases(rng):
+    # (T, rewards, gamma), note
+    settings = [((6, "normal", 0.9), ""),
+                ((12, "ones", 0.99), "CartPole's reward of 1 per step"),
+                ((7, "normal", 0.5), "odd length and gamma = 0.5"),
+                ((5, "normal", 1.0), "gamma = 1"),
+                ((9, "normal", 0.0), "gamma = 0"),
+                ((8, "last", 0.9), "a reward at the last step only"),
+                ((1, "normal", 0.9), "an episode of one step"),
+                ((40, "ones", 0.99), "a longer episode")]
+    out = []
+    for (t, kind, gamma), note in settings:
+        rewards = {"normal": lambda: rng.standard_normal(t),
+                   "ones": lambda: np.ones(t),
+                   "last": lambda: np.eye(t)[-1]}[kind]()
+        log_probs = np.log(rng.uniform(0.05, 1.0, size=t))
+        out.append(Case((log_probs, rewards, gamma), note))
+    return out
+
+
+def _standardise(w, ddof=0, centre=True, scale=True, eps=1e-8):
+    w = w - w.mean() if centre else w
+    return w / (w.std(ddof=ddof) + eps) if scale else w
+
+
+def _returns(rewards, gamma, kind="to go"):
+    """Discounted returns with a known mistake ``kind``: "undiscounted",
+    "from start" (discounted from step 0, gamma^k), "so far" (the rewards
+    up to t), "total" (the whole episode's return at every step)."""
+    t = len(rewards)
+    if kind == "undiscounted":
+        return np.cumsum(rewards[::-1])[::-1]
+    if kind == "from start":
+        return np.cumsum((gamma ** np.arange(t) * rewards)[::-1])[::-1]
+    if kind == "so far":
+        return np.cumsum(rewards)
+    if kind == "total":
+        return np.full(t, returns_to_go(rewards, gamma)[0])
+    return returns_to_go(rewards, gamma)
+
+
+def _pg_variant(kind="to go", sign=1.0, reduce=np.mean, **standardise):
+    def variant(log_probs, rewards, gamma):
+        if standardise.get("ddof") and len(rewards) < 2:
+            raise ValueError("no sample standard deviation of one number")
+        w = _standardise(_returns(rewards, gamma, kind), **standardise)
+        return -sign * reduce(w * log_probs)
+    return variant
+
+
+@register("reinforce_loss", chapter="08-rl", args=("log_probs", "rewards", "gamma"),
+          outputs=("loss",), scalar_outputs=("loss",), cases=_episode_cases,
+          diagnosers=[
+              Diagnoser("the returns are not discounted: G_t = r_t + gamma "
+                        "r_(t+1) + gamma^2 r_(t+2) + ...",
+                        variant=_pg_variant(kind="undiscounted")),
+              Diagnoser("discounted from the start of the episode (gamma^k "
+                        "for the reward at step k): the return-to-go "
+                        "discounts from step t, gamma^(k - t)",
+                        variant=_pg_variant(kind="from start")),
+              Diagnoser("summed the rewards up to step t: the return-to-go "
+                        "G_t sums the rewards from step t to the end, those "
+                        "that followed the action", variant=_pg_variant(kind="so far")),
+              Diagnoser("every step got the same weight (the whole episode's "
+                        "return?), which the standardisation turns into 0: "
+                        "each action is weighted by the return that followed "
+                        "it, G_t", variant=_pg_variant(kind="total"),
+                        test=lambda a, g, e: g[0] is not None and g[0].shape == ()
+                        and abs(float(g[0])) < 1e-9 < abs(float(e[0]))),
+              Diagnoser("wrong sign: the loss is minus the weighted "
+                        "log-probabilities, so that gradient descent makes "
+                        "the actions followed by high returns more likely",
+                        variant=_pg_variant(sign=-1.0)),
+              Diagnoser("the returns are not standardised: the chapter "
+                        "(rl.reinforce_step) subtracts their mean and divides "
+                        "by their standard deviation plus 1e-8",
+                        variant=_pg_variant(centre=False, scale=False)),
+              Diagnoser("subtracted the mean of the returns but did not divide "
+                        "by their standard deviation (plus 1e-8)",
+                        variant=_pg_variant(scale=False)),
+              Diagnoser("divided by the standard deviation of the returns but "
+                        "did not subtract their mean (the baseline)",
+                        variant=_pg_variant(centre=False)),
+              Diagnoser("standardised with the sample standard deviation "
+                        "(ddof=1): rl.reinforce_step uses np.std, which "
+                        "divides by T", variant=_pg_variant(ddof=1)),
+              Diagnoser("divided by a standard deviation of 0: when every "
+                        "return is the same (one step), add 1e-8 to the "
+                        "standard deviation, as rl.reinforce_step does",
+                        test=_nonfinite(0)),
+              Diagnoser("summed over the steps: the loss is the mean over "
+                        "the T steps", variant=_pg_variant(reduce=np.sum)),
+          ])
+def reinforce_loss(log_probs, rewards, gamma):
+    """Exercise ``reinforce_loss(log_probs, rewards, gamma) -> loss``: the
+    REINFORCE loss of one episode, as ``nnlib.rl.reinforce_step`` computes
+    it for a batch of one episode. ``log_probs: (T,)``, log pi(a_t | s_t)
+    of the actions taken; ``rewards: (T,)``, the reward after each;
+    ``gamma`` the discount. The weights are the discounted returns-to-go
+    ``G_t = r_t + gamma r_(t+1) + ...``, standardised ``w = (G - mean(G))
+    / (std(G) + 1e-8)`` (``np.std``, ddof 0); ``loss = -mean_t w_t
+    log_probs[t]``, a number. Reference: ``nnlib.rl.returns_to_go`` and
+    ``reinforce_step``'s standardisation and loss."""
+    G = returns_to_go(rewards, gamma)
+    w = (G - G.mean()) / (G.std() + 1e-8)
+    return -float(np.mean(w * log_probs))
