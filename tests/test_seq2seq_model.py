@@ -356,3 +356,39 @@ def test_bidirectional_gradcheck_and_odd_hidden():
         assert rel_error(p.grad, numerical_grad(f, p.data)) < GRADCHECK_TOL, name
     with pytest.raises(ValueError, match="even hidden_size"):
         S.Seq2Seq(5, 6, 3, 5, bos=4, eos=5, bidirectional=True)
+
+
+def test_pad_sequences_and_first_error():
+    seqs = [np.array([3, 1, EOS]), np.array([2]), np.array([1, 2, 3, 4, 5])]
+    padded = S.pad_sequences(seqs, 4)
+    assert np.array_equal(padded, [[3, 1, EOS, -1], [2, -1, -1, -1], [1, 2, 3, 4]])
+    assert S.pad_sequences(seqs, 2, fill=7).tolist() == [[3, 1], [2, 7], [1, 2]]
+    tgt = np.array([[3, 1, EOS, 0], [2, 5, EOS, 0], [1, 2, 3, 9]])
+    assert S.first_error(padded, tgt).tolist() == [3, 1, 3]
+    assert S.first_error(tgt, tgt).tolist() == [4, 4, 4]
+    with pytest.raises(ValueError, match="first_error"):
+        S.first_error(padded, tgt[:, :3])
+
+
+def test_greedy_agrees_with_teacher_forcing_until_its_first_mistake():
+    # a free-running decoder reads the true prefix until its first error, so
+    # its tokens are the teacher-forced argmax up to and including that error:
+    # targets are greedy's own outputs with one token changed at position k
+    for attention in (False, True):
+        m = tiny(attention, 3)
+        m.out.bias.data[EOS] -= 3.0                # longer outputs
+        rng = np.random.default_rng(3)
+        src = rng.integers(0, 5, (200, 4))
+        out = S.greedy(m, src, max_len=6).sequences
+        free = S.pad_sequences(out, 6)
+        tgt = np.where(free < 0, 0, free)
+        lens = np.array([len(s) for s in out])
+        rows, k = np.arange(len(src)), (rng.random(len(src)) * lens).astype(int)
+        tgt[rows, k] = (tgt[rows, k] + rng.integers(1, 6, len(src))) % 6
+        with nnlib.no_grad():
+            forced = m(src, S.shift_right(tgt, BOS)).argmax(-1)
+        assert np.sum(k >= 2) > 10                 # errors after a right prefix
+        assert np.array_equal(S.first_error(free, tgt), k)
+        assert np.array_equal(S.first_error(forced, tgt), k)
+        for i in rows:
+            assert np.array_equal(free[i, :k[i] + 1], forced[i, :k[i] + 1])

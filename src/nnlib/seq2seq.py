@@ -45,7 +45,8 @@ from .module import Module, Parameter, no_grad
 from ._checks import positive_int as _positive_int
 
 __all__ = ["GRUCell", "AdditiveAttention", "Seq2Seq", "Decoded", "shift_right",
-           "sequence_log_prob", "greedy", "beam_search"]
+           "sequence_log_prob", "greedy", "beam_search", "pad_sequences",
+           "first_error"]
 
 
 def _token_array(x, where, name, vocab, ndim=2):
@@ -490,3 +491,28 @@ def beam_search(model: Seq2Seq, src, beam: int, max_len: int,
         out_seqs.append(np.asarray(finished[i][best][2], dtype=np.int64))
         out_logp[i] = finished[i][best][1]
     return Decoded(out_seqs, out_logp)
+
+
+# --- comparing decoded outputs with targets ------------------------------------------
+def pad_sequences(sequences, length: int, fill: int = -1) -> np.ndarray:
+    """Decoded sequences of different lengths as one array: ``sequences``, a
+    list of N integer arrays ``(L_i,)`` (``Decoded.sequences``) -> ``(N, length)``,
+    each cut after ``length`` tokens or padded with ``fill``. The default -1 is
+    no token id, so a padded position never matches a target."""
+    length = _positive_int("pad_sequences", "length", length)
+    out = np.full((len(sequences), length), fill, dtype=np.int64)
+    for i, s in enumerate(sequences):
+        s = np.asarray(s)[:length]
+        out[i, :len(s)] = s
+    return out
+
+
+def first_error(pred, tgt) -> np.ndarray:
+    """Per row, the first position where ``pred`` differs from ``tgt``, both
+    ``(N, T)`` -> ``(N,)`` integers; ``T`` for a row without a difference."""
+    pred, tgt = np.asarray(pred), np.asarray(tgt)
+    if pred.ndim != 2 or pred.shape != tgt.shape:
+        raise ValueError(f"first_error: expected pred and tgt of one shape (N, T), "
+                         f"got {pred.shape} and {tgt.shape}")
+    wrong = pred != tgt
+    return np.where(wrong.any(axis=1), wrong.argmax(axis=1), tgt.shape[1])
