@@ -19,16 +19,18 @@ gradient, a softmax that overflows...). It never shows the solution.
 ``names()`` lists the exercises; each one's contract (arguments, shapes,
 what to return) is the docstring of the function of the same name in
 ``nnlib.exercises.foundations`` (chapters 1 to 3),
-``nnlib.exercises.deep`` (chapters 4 and 5, and section 5c) or
+``nnlib.exercises.deep`` (chapters 4 and 5, and section 5c),
+``nnlib.exercises.sequences`` (section 5b) or
 ``nnlib.exercises.later`` (sections 5d to 5f and chapter 8). ``register``
 adds an exercise.
 
 ``import nnlib`` does not import this package; ``import nnlib.exercises``
 does.
 """
-from . import deep, foundations, later  # noqa: F401  (registers the exercises)
+from . import deep, foundations, later, sequences  # noqa: F401  (registers the exercises)
 from ._core import (Case, CheckResult, Diagnoser, Exercise, UnknownExerciseError, check,
                     get, names, register)
 
 __all__ = ["check", "names", "get", "register", "Exercise", "Case", "Diagnoser",
-           "CheckResult", "UnknownExerciseError", "foundations", "deep", "later"]
+           "CheckResult", "UnknownExerciseError", "foundations", "deep", "later",
+           "sequences"]
