@@ -8,7 +8,7 @@ from .functional import softmax
 from .module import Sequential
 from .random import get_rng
 
-__all__ = ["ACTIVATIONS", "mlp", "autoencoder", "char_lstm", "sample_chars"]
+__all__ = ["ACTIVATIONS", "mlp", "autoencoder", "char_lstm", "sample_chars", "conv_stack"]
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU}
 
@@ -93,3 +93,34 @@ def sample_chars(model: Sequential, vocab, prime: str, n: int, temperature: floa
         scores = model(np.array([ids[-context:]]))[0, -1].astype(np.float64)
         ids.append(int(rng.choice(len(vocab), p=softmax(scores / temperature))))
     return vocab.decode(ids)
+
+
+def conv_stack(depth: int, residual: bool, width: int = 8, n_in: int = 1,
+               n_out: int = 10, rng=None) -> Sequential:
+    """A small pre-activation CNN for 8x8 digits, plain or residual.
+
+    ``Conv2d(n_in, width, 3, padding=1) -> MaxPool2d(2)`` (the stem: 8x8 maps
+    to 4x4), then ``depth`` blocks ``F = BatchNorm2d -> ReLU -> Conv2d(width,
+    width, 3, padding=1)``, each used as ``x -> F(x)`` (plain) or inside
+    ``Residual`` as ``x -> x + F(x)``, then ``BatchNorm2d -> ReLU ->
+    AdaptiveAvgPool2d(1) -> Flatten -> Linear(width, n_out)`` (global average
+    pooling and one dense layer). The plain and the residual network of one
+    depth have the same parameters, and the same initial values when built
+    after the same ``nnlib.manual_seed`` (or from equal ``rng``). Maps
+    ``x: (N, n_in, H, W) -> (N, n_out)`` scores, ``H`` and ``W`` even.
+    """
+    from .layers import (AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten,
+                         MaxPool2d, Residual)
+    for name, value in (("depth", depth), ("width", width), ("n_in", n_in),
+                        ("n_out", n_out)):
+        if not (isinstance(value, (int, np.integer)) and value >= (0 if name == "depth" else 1)):
+            raise ValueError(f"conv_stack: expected a {'non-negative' if name == 'depth' else 'positive'} "
+                             f"integer {name}, got {value!r}")
+    blocks = [Sequential(BatchNorm2d(width), ReLU(),
+                         Conv2d(width, width, 3, padding=1, rng=rng))
+              for _ in range(depth)]
+    if residual:
+        blocks = [Residual(b) for b in blocks]
+    return Sequential(Conv2d(n_in, width, 3, padding=1, rng=rng), MaxPool2d(2),
+                      *blocks, BatchNorm2d(width), ReLU(), AdaptiveAvgPool2d(1),
+                      Flatten(), Linear(width, n_out, rng=rng))
