@@ -101,12 +101,16 @@ def _e(z):
     return np.exp(z - z.max(axis=-1, keepdims=True))
 
 
-def _ce(loss_fn, dz_fn, stable=True):
+def _ce(loss_fn, dz_fn, stable=True, guard=None):
     def f(z, y):
         n = len(y)
         if stable:
             s = z - z.max(axis=1, keepdims=True)
             logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+            if guard == "eps":                # log of the softmax, guarded
+                logp = np.log(np.exp(logp) + 1e-12)
+            elif guard == "clip":
+                logp = np.log(np.clip(np.exp(logp), 1e-12, 1.0))
         else:
             p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
             logp = np.log(p)
@@ -130,12 +134,14 @@ def _sig(y):
 
 
 def _adam(bias=True, eps_inside=False, t_shift=0, corrected=False, v_of_g=False,
-          sign=1):
+          sign=1, only=None):
     def f(w, g, m, v, t, lr, b1, b2, eps):
         t = t + t_shift
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * (g if v_of_g else g * g)
         mh, vh = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if bias else (m, v)
+        mh = m if only == "v" else mh          # bias correction on one moment
+        vh = v if only == "m" else vh
         den = np.sqrt(vh + eps) if eps_inside else np.sqrt(vh) + eps
         w = w - sign * lr * mh / den
         return (w, mh, vh) if corrected else (w, m, v)
@@ -224,6 +230,10 @@ WRONG = {
          "missing the -1 at the true class"),
         (_ce(lambda per, n: per.mean(), lambda p, oh, n: (p - oh) / n, stable=False),
          "underflowed to 0"),
+        (_ce(lambda per, n: per.mean(), lambda p, oh, n: (p - oh) / n, guard="eps"),
+         "adding eps to p (log(p + eps)) or clipping p hides the underflow"),
+        (_ce(lambda per, n: per.mean(), lambda p, oh, n: (p - oh) / n, guard="clip"),
+         "use log-softmax"),
     ],
     "sigmoid_backward": [
         (lambda d, y: d * _sig(y) * (1 - _sig(y)), "applied the sigmoid to y again"),
@@ -269,6 +279,8 @@ WRONG = {
         (lambda w, g, b, lr, m: (w - (m * b + lr * g), m * b + lr * g),
          "put lr inside the buffer"),
         (lambda w, g, b, lr, m: (w - lr * (m * b + g), b), "returned the old buffer"),
+        (lambda w, g, b, lr, m: (w + (m * b - lr * g), m * b - lr * g),
+         "buf is momentum buf + g and lr multiplies it outside"),
     ],
     "adam_step": [
         (_adam(bias=False), "no bias correction"),
@@ -277,6 +289,8 @@ WRONG = {
         (_adam(corrected=True), "returned the bias-corrected moments"),
         (_adam(v_of_g=True), "v averages g, not g^2"),
         (_adam(sign=-1), "moved up the gradient"),
+        (_adam(only="v"), "bias-corrected only v"),
+        (_adam(only="m"), "bias-corrected only m"),
     ],
     "batchnorm_forward": [
         (_bn(ddof=1), "unbiased variance"),

@@ -56,7 +56,7 @@ def test_the_stub_in_the_chapter_runs_and_says_not_yet(name, capsys):
 
 # --- wrong answers, written as a learner would -------------------------------
 def _conv(flip=False, dpad=0, one_side=False, ignore_stride=False, bias=True,
-          order="ckk", crop=0):
+          order="ckk", crop=0, mix=False):
     def f(x, W, b, stride, padding):
         n, c, h, w = x.shape
         nf, _, k, _ = W.shape
@@ -74,6 +74,8 @@ def _conv(flip=False, dpad=0, one_side=False, ignore_stride=False, bias=True,
         y = Wf.reshape(nf, -1) @ cols
         if bias:
             y = y + b[:, None]
+        if mix:                                    # no transpose
+            return y.reshape(n, nf, ho, wo)
         return y.reshape(nf, n, ho, wo).transpose(1, 0, 2, 3)
     return f
 
@@ -171,7 +173,7 @@ def _att(scale="sqrt", invert=False, mask_on=True, axis=-1, stable=True,
         d = Q.shape[-1]
         S = Q @ K.transpose(0, 2, 1)
         S = {"sqrt": S / np.sqrt(d), "none": S, "d": S / d,
-             "dv": S / np.sqrt(V.shape[-1])}[scale]
+             "dv": S / np.sqrt(V.shape[-1]), "Tk": S / np.sqrt(K.shape[1])}[scale]
         if mask is not None and mask_on and not after:
             S = np.where(~mask if invert else mask, fill, S)
         if stable:
@@ -194,6 +196,7 @@ WRONG = {
         (_conv(bias=False), "the bias is missing"),
         (_conv(order="kkc"), "the channels are summed wrong"),
         (_conv(crop=1), "one row and column short"),
+        (_conv(mix=True), "the last reshape mixes the examples and the filters"),
     ],
     "maxpool_backward": [
         (_pool(rule="mean"), "average pooling's backward"),
@@ -246,6 +249,7 @@ WRONG = {
         (_att(scale="none"), "the scores are not scaled"),
         (_att(scale="d"), "the scores are divided by d"),
         (_att(scale="dv"), "scaled with the size of the values"),
+        (_att(scale="Tk"), "scaled with the number of keys (K.shape[1], T_k)"),
         (_att(mask_on=False), "the mask is not applied"),
         (_att(invert=True), "the mask is inverted"),
         (_att(axis=-2), "the softmax is over the queries"),

@@ -75,13 +75,19 @@ def _ln(axes=-1, ddof=0, eps_out=False, no_eps=False, affine="both"):
     return f
 
 
-def _lm(shift=1, reduce="mean", stable=True, axis=-1, sign=1, bits=False):
+def _lm(shift=1, reduce="mean", stable=True, axis=-1, sign=1, bits=False,
+        guard=None):
     def f(logits, ids):
         n, t, v = logits.shape
         targets = ids[:, shift:shift + t]
         if stable:
             z = logits - logits.max(axis=axis, keepdims=True)
             logp = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+            p = np.exp(logp)                  # the softmax, then a guarded log
+            if guard == "eps":
+                logp = np.log(p + 1e-12)
+            elif guard == "clip":
+                logp = np.log(np.clip(p, 1e-12, 1.0))
         else:
             logp = np.log(np.exp(logits) / np.exp(logits).sum(axis=axis,
                                                                keepdims=True))
@@ -107,7 +113,7 @@ def _lora(scale="alpha/r", base=True, bias=True, merged_T=True, W_T=True,
           whole=False):
     def f(x, W, b, A, B, alpha, r):
         s = {"alpha/r": alpha / r, "alpha": alpha, "r/alpha": r / alpha,
-             "none": 1.0}[scale]
+             "none": 1.0, "alpha/d_in": alpha / A.shape[1]}[scale]
         dW = B @ A                                    # (d_out, d_in)
         update = x @ (dW.T if merged_T else dW)
         y = x @ (W.T if W_T else W) + (b if bias else 0)
@@ -118,7 +124,8 @@ def _lora(scale="alpha/r", base=True, bias=True, merged_T=True, W_T=True,
 
 
 def _backup(discount=True, reduce="max", bootstrap_terminal=False,
-            zero_target=False, reward_unweighted=False, current=False):
+            zero_target=False, reward_unweighted=False, current=False,
+            mask_current=False):
     def f(V, P, R, terminal, gamma):
         S, A, _ = P.shape
         g = gamma if discount else 1.0
@@ -128,7 +135,7 @@ def _backup(discount=True, reduce="max", bootstrap_terminal=False,
                 for s2 in range(S):
                     here = s if current else s2
                     v = V[here]
-                    if terminal[here] and not bootstrap_terminal:
+                    if terminal[s if mask_current else here] and not bootstrap_terminal:
                         v = 0.0
                     target = R[s, a, s2] + g * v
                     if zero_target and terminal[s2]:
@@ -144,7 +151,7 @@ def _backup(discount=True, reduce="max", bootstrap_terminal=False,
 
 
 def _pg(returns="to go", normalise="both", ddof=0, sign=1, reduce="mean",
-        eps=1e-8):
+        eps=1e-8, gamma_t=False):
     def f(log_probs, rewards, gamma):
         T = len(rewards)
         G = np.zeros(T)
@@ -154,6 +161,8 @@ def _pg(returns="to go", normalise="both", ddof=0, sign=1, reduce="mean",
                     G[t] += gamma ** (k - t) * rewards[k]
                 elif returns == "undiscounted" and k >= t:
                     G[t] += rewards[k]
+                elif returns == "from next" and k > t:
+                    G[t] += gamma ** (k - t - 1) * rewards[k]
                 elif returns == "from start" and k >= t:
                     G[t] += gamma ** k * rewards[k]
                 elif returns == "so far" and k <= t:
@@ -164,6 +173,8 @@ def _pg(returns="to go", normalise="both", ddof=0, sign=1, reduce="mean",
             G = G - G.mean()
         if normalise in ("both", "scale"):
             G = G / (np.std(G, ddof=ddof) + eps)
+        if gamma_t:                                    # the derivation's factor
+            G = G * gamma ** np.arange(T)
         terms = G * log_probs
         return -sign * (terms.mean() if reduce == "mean" else terms.sum())
     return f
@@ -189,6 +200,8 @@ WRONG = {
         (_lm(reduce="per seq"), "summed over the positions and averaged over"),
         (_lm(reduce="per pos"), "averaged over the positions and summed over"),
         (_lm(stable=False), "compute log p as z - max"),
+        (_lm(guard="eps"), "adding eps to p (log(p + eps)) or clipping p hides"),
+        (_lm(guard="clip"), "finite but wrong on large scores"),
         (_lm(axis=1), "the softmax is over the positions"),
         (_lm(sign=-1), "the sign is wrong"),
         (_lm(bits=True), "used log base 2"),
@@ -197,6 +210,7 @@ WRONG = {
         (_lora(scale="alpha"), "scaled the update by alpha: the scale is alpha / r"),
         (_lora(scale="r/alpha"), "scaled the update by r / alpha"),
         (_lora(scale="none"), "forgot the scale alpha / r"),
+        (_lora(scale="alpha/d_in"), "r is A.shape[0] (the rows of A), not d_in"),
         (_lora(base=False), "forgot the base term"),
         (_lora(bias=False), "forgot the bias b"),
         (_lora(whole=True), "scaled the base term too"),
@@ -211,6 +225,7 @@ WRONG = {
         (_backup(zero_target=True), "dropped the reward of the step into a terminal"),
         (_backup(reward_unweighted=True), "the rewards are not weighted"),
         (_backup(current=True), "used the value of the current state"),
+        (_backup(mask_current=True), "applied the terminal mask to the current state"),
     ],
     "reinforce_loss": [
         (_pg(returns="undiscounted"), "the returns are not discounted"),
@@ -224,6 +239,8 @@ WRONG = {
         (_pg(ddof=1), "sample standard deviation (ddof=1)"),
         (_pg(eps=0.0), "divided by a standard deviation of 0"),
         (_pg(reduce="sum"), "summed over the steps"),
+        (_pg(returns="from next"), "the return-to-go starts at step t + 1"),
+        (_pg(gamma_t=True), "weighted step t by gamma^t as well"),
     ],
 }
 

@@ -76,7 +76,7 @@ def _windows(x, k, s, p):
     return cols
 
 
-def _conv(x, W, b, s, p, order="ckk", crop=0, pad=None, reduce=None):
+def _conv(x, W, b, s, p, order="ckk", crop=0, pad=None, reduce=None, mix=False):
     """A cross-correlation by im2col, with a known mistake switched on."""
     if pad is not None:
         x = np.pad(x, ((0, 0), (0, 0), pad, pad))
@@ -91,7 +91,12 @@ def _conv(x, W, b, s, p, order="ckk", crop=0, pad=None, reduce=None):
     y = W.reshape(f, -1) @ m
     if reduce == "mean":
         y = y / c
-    y = y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
+    if mix:      # the (F, N H_out W_out) product reshaped straight to (N, F, ...)
+        if b is not None and mix == "bias first":
+            y, b = y + b[:, None], None
+        y = y.reshape(n, f, ho, wo)
+    else:
+        y = y.reshape(f, n, ho, wo).transpose(1, 0, 2, 3)
     if b is not None:
         y = y + b[None, :, None, None]
     return y[..., :ho - crop, :wo - crop] if crop else y
@@ -141,6 +146,13 @@ PAD = ("the padding is off by one: pad p zeros on each side of both image "
               Diagnoser("the channels are summed wrong: averaged over the "
                         "input channels instead of summed",
                         variant=_conv_variant(reduce="mean")),
+              *[Diagnoser("the last reshape mixes the examples and the "
+                          "filters: W.reshape(F, -1) @ cols has shape (F, N "
+                          "H_out W_out), so reshape it to (F, N, H_out, W_out) "
+                          "and transpose to (N, F, H_out, W_out); reshaping "
+                          "straight to (N, F, H_out, W_out) scrambles them",
+                          variant=_conv_variant(mix=m))
+                for m in ("bias first", "bias last")],
           ])
 def conv2d_forward(x, W, b, stride, padding):
     """Exercise ``conv2d_forward(x, W, b, stride, padding) -> y``: a 2-D
@@ -564,6 +576,11 @@ def _overflows(args) -> bool:
                              "values: the scale is 1 / sqrt(d), d the size "
                              "of a query and a key (Q.shape[-1])",
                              scale=lambda d, dv: 1.0 / np.sqrt(dv)),
+              Diagnoser("the scores are scaled with the number of keys "
+                        "(K.shape[1], T_k): the scale is 1 / sqrt(d), d the "
+                        "size of a query and a key (Q.shape[-1])",
+                        variant=lambda Q, K, V, mask: _attend(
+                            Q, K, V, mask, scale=lambda d, dv: 1.0 / np.sqrt(K.shape[1]))),
               Diagnoser("the mask is not applied: where mask is True, the "
                         "score becomes -inf before the softmax",
                         variant=lambda Q, K, V, mask: _attend(Q, K, V, None)),

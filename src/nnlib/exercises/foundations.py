@@ -135,6 +135,21 @@ def _ce_parts(z, y):
     return -logp[np.arange(n), y], np.exp(logp), onehot, n
 
 
+def _capped(i):
+    """A test: output ``i`` (a loss) is finite but below the expected one on
+    large logits, as when log(p + eps) or a clipped p caps -log p."""
+    def test(args, got, expected):
+        g, e = got[i], expected[i]
+        return (_large(args) and g is not None and g.shape == e.shape
+                and bool(np.all(np.isfinite(g))) and float(np.sum(g)) < float(np.sum(e)))
+    return test
+
+
+CAPPED = ("adding eps to p (log(p + eps)) or clipping p hides the underflow: "
+          "the loss comes out finite but wrong on large logits, capped near "
+          "-log(eps); use log-softmax, log p = z - max - log(sum(exp(z - max)))")
+
+
 def _ce_variant(loss=None, dz=None):
     def variant(z, y):
         per, p, onehot, n = _ce_parts(z, y)
@@ -162,6 +177,7 @@ def _ce_variant(loss=None, dz=None):
                         "max))), not as the log of the softmax",
                         test=lambda a, g, e: _large(a) and (
                             _nonfinite(0)(a, g, e) or _nonfinite(1)(a, g, e))),
+              Diagnoser(CAPPED, outputs=("loss",), test=_capped(0)),
               Diagnoser("dz is missing the 1/N of the mean over the batch",
                         outputs=("dz",),
                         variant=_ce_variant(dz=lambda p, oh, n: p - oh)),
@@ -424,6 +440,12 @@ def _plain_buf(g, buf, lr, mom):
                         "step is lr buf", variant=_mom_variant(
                             lambda g, b, lr, m: m * b + lr * g,
                             lambda w, g, b, nb, lr: w - nb)),
+              Diagnoser("used the other convention, v = momentum v - lr g and "
+                        "w + v; here, as in PyTorch, buf is momentum buf + g "
+                        "and lr multiplies it outside: w - lr buf",
+                        variant=_mom_variant(
+                            lambda g, b, lr, m: m * b - lr * g,
+                            lambda w, g, b, nb, lr: w + nb)),
               Diagnoser("returned the old buffer: return the updated velocity",
                         outputs=("buf",), variant=lambda w, g, b, lr, m: (
                             w - lr * (m * b + g), b)),
@@ -486,6 +508,14 @@ def _adam_variant(w_fn=None, returned=None, t_shift=0):
                         "(1 - beta2^t) before the step", outputs=("w",),
                         variant=_adam_variant(
                             lambda w, lr, eps, m, v, mh, vh: w - lr * m / (np.sqrt(v) + eps))),
+              Diagnoser("bias-corrected only v: m needs its correction too, "
+                        "m_hat = m / (1 - beta1^t)", outputs=("w",),
+                        variant=_adam_variant(
+                            lambda w, lr, eps, m, v, mh, vh: w - lr * m / (np.sqrt(vh) + eps))),
+              Diagnoser("bias-corrected only m: v needs its correction too, "
+                        "v_hat = v / (1 - beta2^t)", outputs=("w",),
+                        variant=_adam_variant(
+                            lambda w, lr, eps, m, v, mh, vh: w - lr * mh / (np.sqrt(v) + eps))),
               Diagnoser("eps inside the square root: the step divides by "
                         "sqrt(v_hat) + eps", outputs=("w",), variant=_adam_variant(
                             lambda w, lr, eps, m, v, mh, vh: w - lr * mh / np.sqrt(vh + eps))),

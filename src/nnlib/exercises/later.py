@@ -194,6 +194,14 @@ def _large_lm(args) -> bool:
     return float(np.max(np.abs(args[0]))) > LARGE
 
 
+def _capped_lm(args, got, expected):
+    """The loss is finite but below the expected one on large scores, as
+    when log(p + eps) or a clipped p caps -log p."""
+    g, e = got[0], expected[0]
+    return (_large_lm(args) and g is not None and g.shape == e.shape
+            and bool(np.all(np.isfinite(g))) and float(np.sum(g)) < float(np.sum(e)))
+
+
 @register("causal_lm_loss", chapter="05e-transformer-lm", args=("logits", "ids"),
           outputs=("loss",), scalar_outputs=("loss",), cases=_lm_cases,
           diagnosers=[
@@ -236,6 +244,11 @@ def _large_lm(args) -> bool:
                         "- log(sum(exp(z - max))), not as the log of the "
                         "softmax (chapter 1)",
                         test=lambda a, g, e: _large_lm(a) and _nonfinite(0)(a, g, e)),
+              Diagnoser("adding eps to p (log(p + eps)) or clipping p hides "
+                        "the underflow: the loss comes out finite but wrong on "
+                        "large scores, capped near -log(eps); use log-softmax, "
+                        "log p = z - max - log(sum(exp(z - max)))",
+                        test=_capped_lm),
           ])
 def causal_lm_loss(logits, ids):
     """Exercise ``causal_lm_loss(logits, ids) -> loss``: the loss of a
@@ -255,7 +268,7 @@ def causal_lm_loss(logits, ids):
 # --- section 5f: a LoRA layer ---------------------------------------------------
 def _lora_cases(rng):
     # (x's leading shape, d_in, d_out, r, alpha), note
-    settings = [((4,), 6, 6, 2, 6.0, ""),
+    settings = [((4,), 6, 6, 2, 5.0, ""),   # alpha not in {1, r, d_in, d_out}
                 ((1,), 5, 3, 1, 8.0, "batch of 1 and r = 1"),
                 ((3,), 7, 4, 3, 16.0, "odd sizes"),
                 ((2, 5), 8, 6, 4, 8.0, "x of shape (N, T, d_in)"),
@@ -299,6 +312,10 @@ def _lora_variant(scale=lambda alpha, r: alpha / r, base=True, bias=True,
                         variant=_lora_variant(scale=lambda alpha, r: r / alpha)),
               Diagnoser("forgot the scale alpha / r of the update",
                         variant=_lora_variant(scale=lambda alpha, r: 1.0)),
+              Diagnoser("divided alpha by d_in: r is A.shape[0] (the rows of "
+                        "A), not d_in", variant=lambda x, W, b, A, B, alpha, r: (
+                            _lora_variant(scale=lambda al, rr: al / A.shape[1])(
+                                x, W, b, A, B, alpha, r))),
               Diagnoser("forgot the base term x W^T + b: the frozen layer's "
                         "output stays, and the update is added to it",
                         variant=_lora_variant(base=False)),
@@ -396,9 +413,11 @@ def _bellman(V, P, R, terminal, gamma, discount=True, mask="next", reward="weigh
     masked values broadcast along the wrong axis); the actions reduced by
     ``best``."""
     g = gamma if discount else 1.0
-    kept = V * (1.0 if mask == "none" else ~terminal)
+    kept = V * (1.0 if mask in ("none", "current") else ~terminal)
     nxt = np.broadcast_to(kept[None, None, :] if value == "next" else
                           kept[:, None, None], P.shape)
+    if mask == "current":                     # V(s') zeroed where s is terminal
+        nxt = nxt * ~terminal[:, None, None]
     if mask == "target":
         Q = (P * (R + g * V) * ~terminal).sum(axis=-1)
     elif reward == "sum":
@@ -431,6 +450,10 @@ def _bellman_variant(**kw):
                         "when it enters one, so V(s') counts as 0 there (the "
                         "reward of the step into it still counts)",
                         variant=_bellman_variant(mask="none")),
+              Diagnoser("applied the terminal mask to the current state s: "
+                        "V(s') counts as 0 where the next state s' is "
+                        "terminal, (1 - terminal[s'])",
+                        variant=_bellman_variant(mask="current")),
               Diagnoser("dropped the reward of the step into a terminal state: "
                         "only V(s') counts as 0 there; the reward r of that "
                         "step is earned", variant=_bellman_variant(mask="target")),
@@ -497,14 +520,18 @@ def _returns(rewards, gamma, kind="to go"):
         return np.cumsum(rewards)
     if kind == "total":
         return np.full(t, returns_to_go(rewards, gamma)[0])
+    if kind == "from next":                   # G_t = r_(t+1) + gamma r_(t+2) + ...
+        return np.append(returns_to_go(rewards, gamma)[1:], 0.0)
     return returns_to_go(rewards, gamma)
 
 
-def _pg_variant(kind="to go", sign=1.0, reduce=np.mean, **standardise):
+def _pg_variant(kind="to go", sign=1.0, reduce=np.mean, gamma_t=False, **standardise):
     def variant(log_probs, rewards, gamma):
         if standardise.get("ddof") and len(rewards) < 2:
             raise ValueError("no sample standard deviation of one number")
         w = _standardise(_returns(rewards, gamma, kind), **standardise)
+        if gamma_t:                           # the derivation's factor gamma^t
+            w = w * gamma ** np.arange(len(w))
         return -sign * reduce(w * log_probs)
     return variant
 
@@ -528,6 +555,14 @@ def _pg_variant(kind="to go", sign=1.0, reduce=np.mean, **standardise):
                         "it, G_t", variant=_pg_variant(kind="total"),
                         test=lambda a, g, e: g[0] is not None and g[0].shape == ()
                         and abs(float(g[0])) < 1e-9 < abs(float(e[0]))),
+              Diagnoser("the return-to-go starts at step t + 1: G_t = r_t + "
+                        "gamma r_(t+1) + ... includes the reward r_t that "
+                        "followed action a_t", variant=_pg_variant(kind="from next")),
+              Diagnoser("weighted step t by gamma^t as well: the chapter "
+                        "derives that factor, but rl.reinforce (and this "
+                        "exercise) drops it, as most implementations do; the "
+                        "weight is the standardised G_t alone",
+                        variant=_pg_variant(gamma_t=True)),
               Diagnoser("wrong sign: the loss is minus the weighted "
                         "log-probabilities, so that gradient descent makes "
                         "the actions followed by high returns more likely",
