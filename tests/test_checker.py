@@ -21,11 +21,11 @@ from nnlib.exercises import foundations as ref
 pytestmark = pytest.mark.book
 
 BOOK = Path(__file__).resolve().parents[1] / "book"
-CHAPTERS = {"01-concepts": ["softmax", "softmax_cross_entropy", "sigmoid_backward"],
+CHAPTERS = {"01-concepts": ["log_softmax", "softmax_cross_entropy", "sigmoid_backward"],
             "02-backprop": ["linear_backward", "relu_backward", "tanh_backward",
                             "softmax_backward"],
             "03-training": ["momentum_step", "adam_step", "batchnorm_forward"],
-            "03b-optimisation": ["batchnorm_backward", "warmup_cosine_lr"]}
+            "03b-optimisation": ["layer_norm_backward", "warmup_cosine_lr"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
 
 
@@ -162,27 +162,31 @@ def _bn(axis=0, ddof=0, eps_out=False, affine=True, no_eps=False):
     return f
 
 
-def _bn_bw(paths="mean+var", ddof=0, consistent=False, per_n=True, axis=0,
-           reduce="sum", gamma_in=True):
-    """Batch norm's backward staged as in CS231n (through the variance, then
-    the mean), with a known mistake switched on."""
+def _ln_bw(paths="mean+var", axis=1, ddof=0, per_d=True, reduce="sum", gamma_in=True,
+           gamma_out=False, eps=True):
+    """Layer norm's backward staged as in CS231n (through the variance,
+    then the mean), over the features of each example, with a known
+    mistake switched on."""
     def f(dout, cache):
-        x, gamma, _, eps = cache
-        n = len(x)
-        mu, var = x.mean(axis=0), x.var(axis=0, ddof=ddof)
-        inv = 1 / np.sqrt(var + eps)
+        x, gamma, _, e = cache
+        d = x.shape[axis]
+        mu = x.mean(axis=axis, keepdims=True)
+        var = ((x - mu) ** 2).sum(axis=axis, keepdims=True) / (d - ddof)
+        inv = 1 / np.sqrt(var + e) if eps else 1 / np.sqrt(var)
         xhat = (x - mu) * inv
-        dxhat = dout * gamma if gamma_in else dout
-        k = (n - 1 if consistent else n) if per_n else 1
-        dvar = (dxhat * (x - mu)).sum(axis=0) * -0.5 * inv ** 3
-        dmu = -(dxhat * inv).sum(axis=0)
+        dxhat = dout * gamma if gamma_in and not gamma_out else dout
+        k = (d - ddof) if per_d else 1
+        dvar = (dxhat * (x - mu)).sum(axis=axis, keepdims=True) * -0.5 * inv ** 3
+        dmu = -(dxhat * inv).sum(axis=axis, keepdims=True)
         dx = dxhat * inv
         if "var" in paths:
             dx = dx + dvar * 2 * (x - mu) / k
         if "mean" in paths:
-            dx = dx + dmu / (n if per_n else 1)
+            dx = dx + dmu / (d if per_d else 1)
+        if gamma_out:                             # batch norm's shortcut
+            dx = dx * gamma
         total = {"sum": np.sum, "mean": np.mean}[reduce]
-        return dx, total(dout * xhat, axis=axis), total(dout, axis=axis)
+        return dx, total(dout * xhat, axis=0), total(dout, axis=0)
     return f
 
 
@@ -209,13 +213,25 @@ def _warm_cos(warm="right", phase="after", floor="right", warmup=True):
 
 # name -> [(wrong answer, words the diagnosis must contain)]
 WRONG = {
-    "softmax": [
-        (lambda z: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True),
+    "log_softmax": [
+        (lambda z: np.log(np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)),
          "subtract each row's maximum"),
-        (lambda z: _e(z) / _e(z).sum(axis=0, keepdims=True), "over the batch (axis 0)"),
-        (lambda z: np.exp(z), "forgot to divide by the sum"),
-        (lambda z: _e(z) / _e(z).sum(), "sum over the whole batch"),
-        (lambda z: _e(z) / _e(z).sum(axis=-1), "keepdims=True"),
+        (lambda z: z - np.log(np.exp(z).sum(axis=-1, keepdims=True)),
+         "subtract each row's maximum"),
+        (lambda z: np.log(_e(z) / _e(z).sum(axis=-1, keepdims=True)),
+         "computed the log of the softmax"),
+        (lambda z: np.log(_e(z) / _e(z).sum(axis=-1, keepdims=True) + 1e-12),
+         "adding eps to p (log(p + eps)) or clipping p hides"),
+        (lambda z: np.log(np.clip(_e(z) / _e(z).sum(axis=-1, keepdims=True), 1e-10, 1)),
+         "capped near log(eps)"),
+        (lambda z: z - z.max(axis=0) - np.log(_e(z.T).T.sum(axis=0)),
+         "over the batch (axis 0)"),
+        (lambda z: _e(z) / _e(z).sum(axis=-1, keepdims=True), "returned the probabilities"),
+        (lambda z: z - z.max(axis=-1, keepdims=True), "forgot the log of the sum"),
+        (lambda z: z - np.log(_e(z).sum(axis=-1, keepdims=True)), "did not add it back"),
+        (lambda z: z - z.max() - np.log(np.exp(z - z.max()).sum()),
+         "summed over the whole batch"),
+        (lambda z: z - z.max(axis=-1) - np.log(_e(z).sum(axis=-1)), "keepdims=True"),
     ],
     "softmax_cross_entropy": [
         (_ce(lambda per, n: per.sum(), lambda p, oh, n: (p - oh) / n),
@@ -299,16 +315,17 @@ WRONG = {
         (_bn(no_eps=True), "without eps"),
         (_bn(affine=False), "forgot the scale gamma"),
     ],
-    "batchnorm_backward": [
-        (_bn_bw(paths=""), "forgot the paths through the batch mean and variance"),
-        (_bn_bw(paths="mean"), "forgot the path through the variance"),
-        (_bn_bw(paths="var"), "forgot the path through the mean"),
-        (_bn_bw(per_n=False), "missing the 1/N of the two batch sums"),
-        (_bn_bw(ddof=1), "unbiased variance"),
-        (_bn_bw(ddof=1, consistent=True), "unbiased variance"),
-        (_bn_bw(axis=1), "summed over the wrong axis"),
-        (_bn_bw(reduce="mean"), "averaged over the batch"),
-        (_bn_bw(gamma_in=False), "missing the factor gamma"),
+    "layer_norm_backward": [
+        (_ln_bw(axis=0), "the statistics are over the batch (axis 0), as in batch"),
+        (_ln_bw(paths=""), "forgot the paths through the mean and the variance"),
+        (_ln_bw(paths="mean"), "forgot the path through the variance"),
+        (_ln_bw(paths="var"), "forgot the path through the mean"),
+        (_ln_bw(per_d=False), "dx is missing the 1/D"),
+        (_ln_bw(gamma_out=True), "took gamma out of the sums over the features"),
+        (_ln_bw(gamma_in=False), "missing the factor gamma"),
+        (_ln_bw(ddof=1), "unbiased variance"),
+        (_ln_bw(reduce="mean"), "averaged over the batch"),
+        (_ln_bw(eps=False), "without eps"),
     ],
     "warmup_cosine_lr": [
         (_warm_cos(warm="ahead"), "the warm-up is one step ahead"),
@@ -373,7 +390,7 @@ def test_unknown_name_lists_the_exercises():
 
 def test_not_callable_is_a_type_error_naming_what_was_got():
     with pytest.raises(TypeError, match=r"expected a function .*got an array of shape \(3,\)"):
-        ex.check("softmax", np.zeros(3))
+        ex.check("log_softmax", np.zeros(3))
     with pytest.raises(TypeError, match=r"def relu_backward\(dout, x\).*got None"):
         ex.check("relu_backward", None)
 
@@ -392,19 +409,19 @@ def test_wrong_shape_none_tuple_and_exceptions_are_reported_in_words(capsys):
     def run(name, fn):
         return _Flat(ex.check(name, fn, verbose=False))
 
-    r = ex.check("softmax", lambda z: z.sum(axis=1))
-    assert not r and "output p: expected shape (4, 4), got (4,)" in r.message
+    r = ex.check("log_softmax", lambda z: z.sum(axis=1))
+    assert not r and "output logp: expected shape (4, 4), got (4,)" in r.message
     assert r.message in capsys.readouterr().out                       # verbose prints
-    r = run("softmax", lambda z: None)
-    assert "returned None" in r.message and "an array p of shape (4, 4)" in r.message
+    r = run("log_softmax", lambda z: None)
+    assert "returned None" in r.message and "an array logp of shape (4, 4)" in r.message
     r = run("softmax_cross_entropy", lambda z, y: z)
     assert "expected a tuple of 2 outputs (loss, dz)" in r.message, r.message
     r = run("softmax_cross_entropy", lambda z, y: (1.0,))
     assert "a tuple of 1 items; expected 2 outputs" in r.message, r.message
-    r = run("softmax", lambda z: (z, z))
+    r = run("log_softmax", lambda z: (z, z))
     assert "not a tuple" in r.message
-    r = run("softmax", lambda z: "p")
-    assert "output p: expected an array p of shape (4, 4), got a str" in r.message
+    r = run("log_softmax", lambda z: "p")
+    assert "output logp: expected an array logp of shape (4, 4), got a str" in r.message
     r = run("linear_backward", lambda d, c: (d @ c[1], d.T @ c[0], np.zeros((2, 2))))
     assert "output dW" not in r.message and "output db: expected shape (3,)" in r.message
     r = run("linear_backward", lambda d, c: (d @ c[0], d.T @ c[0], d.sum(0)))
@@ -412,13 +429,13 @@ def test_wrong_shape_none_tuple_and_exceptions_are_reported_in_words(capsys):
 
     def raises(z):
         raise ValueError("operands could not be broadcast")
-    r = run("softmax", raises)
+    r = run("log_softmax", raises)
     assert "raised ValueError on case 1 of 8" in r.message
     assert "operands could not be broadcast" in r.message
 
     def todo(z):
         raise NotImplementedError
-    assert "raised NotImplementedError" in run("softmax", todo).message
+    assert "raised NotImplementedError" in run("log_softmax", todo).message
     r = run("softmax_cross_entropy", _ce(lambda per, n: np.float64(per.mean()),
                                          lambda p, oh, n: (p - oh) / n))
     assert r, r.message                           # a NumPy scalar is a number too
@@ -440,8 +457,8 @@ def test_the_same_seed_gives_the_same_message_and_another_seed_other_cases():
 
 
 def test_register_refuses_a_name_twice():
-    with pytest.raises(ValueError, match="'softmax'"):
-        ex.register("softmax", cases=lambda rng: [], args=("z",), outputs=("p",))(
+    with pytest.raises(ValueError, match="'log_softmax'"):
+        ex.register("log_softmax", cases=lambda rng: [], args=("z",), outputs=("p",))(
             lambda z: z)
 
 
@@ -475,9 +492,13 @@ def _close(a, b):
 @np.errstate(divide="ignore")
 def test_references_agree_with_torch_ch1_ch2():
     torch = pytest.importorskip("torch")
+    scipy_special = pytest.importorskip("scipy.special")
     t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
-    for case in _cases("softmax"):
-        _close(ref.softmax(*case.args), torch.softmax(t(case.args[0]), -1).detach())
+    for case in _cases("log_softmax"):
+        _close(ref.log_softmax(*case.args),
+               torch.log_softmax(t(case.args[0]), -1).detach())
+        z = case.args[0]                          # and scipy's logsumexp
+        _close(ref.log_softmax(z), z - scipy_special.logsumexp(z, axis=-1, keepdims=True))
     for case in _cases("softmax_cross_entropy"):
         z, y = case.args
         zt = t(z)
@@ -547,13 +568,12 @@ def test_references_agree_with_torch_ch3():
 def test_references_agree_with_torch_ch3b():
     torch = pytest.importorskip("torch")
     t = lambda a: torch.tensor(a, dtype=torch.float64, requires_grad=True)  # noqa: E731
-    for case in _cases("batchnorm_backward"):
+    for case in _cases("layer_norm_backward"):
         dout, (x, gamma, beta, eps) = case.args
         xt, gt, bt = t(x), t(gamma), t(beta)
-        y = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True,
-                                           eps=eps)
+        y = torch.nn.functional.layer_norm(xt, (x.shape[1],), gt, bt, eps=eps)
         y.backward(torch.tensor(dout))
-        for a, b in zip(ref.batchnorm_backward(*case.args), (xt.grad, gt.grad, bt.grad)):
+        for a, b in zip(ref.layer_norm_backward(*case.args), (xt.grad, gt.grad, bt.grad)):
             _close(a, b)
     S = torch.optim.lr_scheduler
     configs = [(0.1, 5, 30, 0.0, 0.1),              # the chapter's
@@ -586,9 +606,12 @@ def test_every_case_set_has_a_batch_of_one_or_its_smallest_and_odd_sizes():
         assert min(s[0] for s in shapes if s) == smallest, (name, shapes)
         assert any(any(d % 2 and d > 1 for d in s) for s in shapes), (name, shapes)
         assert len(cases) >= 6 and any(c.note for c in cases)
-    bn = _cases("batchnorm_backward")
-    assert any(c.args[0].shape[0] == c.args[0].shape[1] for c in bn)   # N = D
-    assert any(np.ptp(c.args[1][0], axis=0).min() == 0 for c in bn)    # constant
+    ln = _cases("layer_norm_backward")
+    assert any(c.args[0].shape[0] == c.args[0].shape[1] for c in ln)   # N = D
+    assert any(c.args[0].shape[1] == 1 for c in ln)                    # D = 1
+    assert any(np.ptp(c.args[1][0], axis=1).min() == 0 and c.args[0].shape[1] > 1
+               for c in ln)                                            # constant
+    assert any(c.args[1][3] >= 0.1 for c in ln)                        # large eps
     sched = [c.args for c in _cases("warmup_cosine_lr")]
     assert len(sched) >= 6 and all(1 <= w < t for _, _, w, t, _, _ in sched)
     steps = {(s, w, t) for s, _, w, t, _, _ in sched}
@@ -600,18 +623,17 @@ def test_every_case_set_has_a_batch_of_one_or_its_smallest_and_odd_sizes():
 
 
 def test_a_correct_answer_written_differently_passes():
-    """CS231n's staged backward (through the variance, then the mean) and
-    a schedule written with ifs are right too."""
-    assert run("batchnorm_backward", _bn_bw())
+    """CS231n's staged backward of layer norm (through the variance, then
+    the mean) and a schedule written with ifs are right too."""
+    assert run("layer_norm_backward", _ln_bw())
     assert run("warmup_cosine_lr", _warm_cos())
 
 
 def test_float32_output_is_named_as_the_cause():
-    def softmax32(z):
-        z = z.astype(np.float32)
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-    r = run("softmax", softmax32)
+    def log_softmax32(z):
+        s = z.astype(np.float32) - z.max(axis=-1, keepdims=True).astype(np.float32)
+        return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+    r = run("log_softmax", log_softmax32)
     assert not r and "your output is float32" in " ".join(r.message.split()), r.message
 
 

@@ -19,7 +19,7 @@ from nnlib.exercises import deep as ref
 pytestmark = pytest.mark.book
 
 CHAPTERS = {"04-cnn": ["conv2d_forward", "maxpool_backward"],
-            "04b-modern-cnns": ["batchnorm2d_forward", "global_avg_pool_backward"],
+            "04b-modern-cnns": ["batchnorm2d_backward", "global_avg_pool_backward"],
             "05-rnn": ["rnn_step_backward", "lstm_step_forward"],
             "05c-attention": ["attention_forward"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
@@ -108,16 +108,29 @@ def _pool(rule="first", step=None, overwrite=False):
     return f
 
 
-def _bn2d(axes=(0, 2, 3), ddof=0, per_channel=True, eps_out=False, affine=True):
-    def f(x, gamma, beta, eps):
-        mean = x.mean(axis=axes, keepdims=True)
-        var = x.var(axis=axes, ddof=ddof, keepdims=True)
-        xhat = (x - mean) / (np.sqrt(var) + eps if eps_out else np.sqrt(var + eps))
-        if not affine:
-            return xhat
-        if per_channel:
-            gamma, beta = gamma.reshape(1, -1, 1, 1), beta.reshape(1, -1, 1, 1)
-        return gamma * xhat + beta
+def _bn2d(axes=(0, 2, 3), ddof=0, stats="full", per_channel=True, dgamma_x=False,
+          gamma_in_dx=True, eps=True):
+    """A learner's backward of batch norm, by the chain rule one node at a
+    time (xhat, var, mean), as the classic derivation."""
+    def f(dy, x, gamma, e):
+        m = np.prod([x.shape[a] for a in np.atleast_1d(axes)])
+        mu = x.mean(axis=axes, keepdims=True)
+        xc = x - mu
+        var = (xc ** 2).sum(axis=axes, keepdims=True) / (m - ddof)
+        std = np.sqrt(var + e) if eps else np.sqrt(var)
+        xhat = xc / std
+        g = gamma.reshape(1, -1, 1, 1) if per_channel else gamma
+        dxhat = dy * g if gamma_in_dx else dy
+        dvar = (dxhat * xc).sum(axis=axes, keepdims=True) * -0.5 * std ** -3
+        dmu = -(dxhat / std).sum(axis=axes, keepdims=True)
+        if stats == "constant":
+            dvar, dmu = 0.0 * dvar, 0.0 * dmu
+        elif stats == "no var":
+            dvar = 0.0 * dvar
+        dx = dxhat / std + dvar * 2 * xc / (m - ddof) + dmu / m
+        red = (0, 2, 3)
+        dgamma = (dy * (x if dgamma_x else xhat)).sum(axis=red)
+        return dx, dgamma, dy.sum(axis=red)
     return f
 
 
@@ -206,15 +219,16 @@ WRONG = {
         (_pool(step="one"), "wrong window"),
         (_pool(overwrite=True), "overwrote each other's gradient"),
     ],
-    "batchnorm2d_forward": [
+    "batchnorm2d_backward": [
+        (_bn2d(stats="constant"), "treated the mean and the variance as constants"),
+        (_bn2d(stats="no var"), "left out the path through the variance"),
         (_bn2d(axes=(2, 3)), "the statistics are per image (over H and W only)"),
-        (_bn2d(axes=(1,)), "over the channels (axis 1)"),
-        (_bn2d(axes=(1, 2, 3)), "that is layer norm"),
-        (_bn2d(axes=0), "the statistics are per pixel"),
+        (_bn2d(axes=0), "the sums in dx are over the batch (axis 0) only"),
         (_bn2d(ddof=1), "unbiased variance"),
+        (_bn2d(dgamma_x=True), "dgamma is the sum of dy times the normalised xhat"),
         (_bn2d(per_channel=False), "broadcast along the last axis"),
-        (_bn2d(eps_out=True), "eps outside the square root"),
-        (_bn2d(affine=False), "forgot the scale gamma"),
+        (_bn2d(gamma_in_dx=False), "forgot gamma in dx"),
+        (_bn2d(eps=False), "without eps"),
     ],
     "global_avg_pool_backward": [
         (_gap(divide="none"), "forgot to divide by H W"),
@@ -290,20 +304,24 @@ def test_a_correct_answer_written_differently_passes():
                 win = xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
                 y[:, :, i, j] = np.einsum("nckl,fckl->nf", win, W) + b
         return y
-    def bn2d_channels_first(x, gamma, beta, eps):
-        flat = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)       # (C, N H W)
-        mu, var = flat.mean(axis=1), flat.var(axis=1)
-        y = (flat - mu[:, None]) / np.sqrt(var[:, None] + eps)
-        y = (gamma[:, None] * y + beta[:, None]).reshape(
-            (x.shape[1], x.shape[0]) + x.shape[2:])
-        return np.moveaxis(y, 0, 1)
+    def bn2d_channels_first(dy, x, gamma, eps):
+        c = x.shape[1]
+        flat = np.moveaxis(x, 1, 0).reshape(c, -1)                # (C, N H W)
+        d = np.moveaxis(dy, 1, 0).reshape(c, -1)
+        xhat = (flat - flat.mean(axis=1)[:, None]) / np.sqrt(
+            flat.var(axis=1)[:, None] + eps)
+        g = gamma[:, None] * d
+        dx = (g - g.mean(axis=1)[:, None] - xhat * (g * xhat).mean(axis=1)[:, None]
+              ) / np.sqrt(flat.var(axis=1)[:, None] + eps)
+        dx = np.moveaxis(dx.reshape((c, x.shape[0]) + x.shape[2:]), 0, 1)
+        return dx, (d * xhat).sum(axis=1), d.sum(axis=1)
 
     def gap_repeat(dout, x_shape):
         h, w = x_shape[2:]
         return np.repeat(np.repeat(dout, h, axis=2), w, axis=3) / (h * w)
-    assert run("batchnorm2d_forward", bn2d_channels_first)
+    assert run("batchnorm2d_backward", bn2d_channels_first)
     assert run("global_avg_pool_backward", gap_repeat)
-    assert run("batchnorm2d_forward", _bn2d())
+    assert run("batchnorm2d_backward", _bn2d())
     assert run("conv2d_forward", conv_loops)
     assert run("maxpool_backward", _pool())
     assert run("rnn_step_backward", _rnn())
@@ -339,10 +357,11 @@ def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
                 c.args[1], (c.args[2],) * 2, axis=(2, 3))[
                 :, :, ::c.args[3], ::c.args[3]].reshape(
                 *c.args[0].shape, -1)) for c in ties)                 # real ties
-    bn = ex.get("batchnorm2d_forward").cases(np.random.default_rng(0))
-    assert bn[0].args[0].shape[3] == bn[0].args[0].shape[1]          # W = C first
-    assert any(c.args[0].shape[2:] == (1, 1) and c.args[0].shape[0] > 1 for c in bn)
-    assert any(np.ptp(c.args[0][:, 1]) == 0 for c in bn)             # constant
+    bn = ex.get("batchnorm2d_backward").cases(np.random.default_rng(0))
+    assert all(c.args[0].shape == c.args[1].shape for c in bn)       # dy like x
+    assert bn[0].args[1].shape[3] == bn[0].args[1].shape[1]          # W = C first
+    assert any(c.args[1].shape[2:] == (1, 1) and c.args[1].shape[0] > 1 for c in bn)
+    assert any(np.ptp(c.args[1][:, 1]) == 0 for c in bn)             # constant
     assert any(c.args[3] >= 0.1 for c in bn)                         # large eps
     gap = ex.get("global_avg_pool_backward").cases(np.random.default_rng(0))
     gshapes = [c.args[1] for c in gap]
@@ -397,16 +416,23 @@ def test_references_agree_with_torch():
         xt = t(x)
         fn.max_pool2d(xt, k, s).backward(torch.tensor(dout))
         _close(ref.maxpool_backward(*case.args), xt.grad)
-    for case in ex.get("batchnorm2d_forward").cases(np.random.default_rng(0)):
-        x, gamma, beta, eps = case.args
-        y = fn.batch_norm(torch.tensor(x), None, None, torch.tensor(gamma),
-                          torch.tensor(beta), training=True, eps=eps)
-        _close(ref.batchnorm2d_forward(*case.args), y)
+    for case in ex.get("batchnorm2d_backward").cases(np.random.default_rng(0)):
+        dy, x, gamma, eps = case.args
+        xt, gt = t(x), t(gamma)
+        bt = t(np.zeros_like(gamma))
+        fn.batch_norm(xt, None, None, gt, bt, training=True,
+                      eps=eps).backward(torch.tensor(dy))
+        got = ref.batchnorm2d_backward(*case.args)
+        for mine, theirs in zip(got, (xt.grad, gt.grad, bt.grad)):
+            _close(mine, theirs)
         bn = torch.nn.BatchNorm2d(x.shape[1], eps=eps, dtype=torch.float64).train()
         with torch.no_grad():
             bn.weight.copy_(torch.tensor(gamma))
-            bn.bias.copy_(torch.tensor(beta))
-            _close(ref.batchnorm2d_forward(*case.args), bn(torch.tensor(x)))
+        xt = t(x)
+        bn(xt).backward(torch.tensor(dy))
+        _close(got[0], xt.grad)
+        _close(got[1], bn.weight.grad)
+        _close(got[2], bn.bias.grad)
     for case in ex.get("global_avg_pool_backward").cases(np.random.default_rng(0)):
         dout, x_shape = case.args
         xt = t(np.random.default_rng(2).standard_normal(x_shape))

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.book
 
 CHAPTERS = {"05d-transformer-block": ["layer_norm_forward"],
             "05e-transformer-lm": ["causal_lm_loss"],
-            "05f-lora": ["lora_forward"],
-            "08-rl": ["bellman_backup", "reinforce_loss"]}
+            "05f-lora": ["lora_sgd_step"],
+            "08-rl": ["bellman_backup", "reinforce_loss_batch"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
 
 
@@ -109,17 +109,32 @@ def _lm_hf_style(logits, ids):
     return -np.take_along_axis(logp, y[..., None], axis=-1).mean()
 
 
-def _lora(scale="alpha/r", base=True, bias=True, merged_T=True, W_T=True,
-          whole=False):
-    def f(x, W, b, A, B, alpha, r):
-        s = {"alpha/r": alpha / r, "alpha": alpha, "r/alpha": r / alpha,
-             "none": 1.0, "alpha/d_in": alpha / A.shape[1]}[scale]
-        dW = B @ A                                    # (d_out, d_in)
-        update = x @ (dW.T if merged_T else dW)
-        y = x @ (W.T if W_T else W) + (b if bias else 0)
-        if whole:
-            return s * (y + update)
-        return (y if base else 0) + s * update
+def _lora(scale="alpha/r", grads_scaled=True, merge_scaled=True, sequential=False,
+          linear=False, full=False, mean=False, ascent=False):
+    """A learner's LoRA step: the gradients by loops over the rows, then
+    SGD, then the merged weights before and after."""
+    def f(x, dy, A, B, alpha, r, lr):
+        s = {"alpha/r": alpha / r, "alpha": alpha}[scale]
+        X, G = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+        g = s if grads_scaled else 1.0
+        dA, dB = np.zeros_like(A), np.zeros_like(B)
+        for row in range(len(X)):
+            u = A @ X[row]                                # (r,)
+            dB += g * np.outer(G[row], u)
+        sign = 1.0 if ascent else -1.0
+        B_new = B + sign * lr * dB / (len(X) if mean else 1)
+        B_used = B_new if sequential else B
+        for row in range(len(X)):
+            dA += g * np.outer(B_used.T @ G[row], X[row])
+        A_new = A + sign * lr * dA / (len(X) if mean else 1)
+        m = s if merge_scaled else 1.0
+        if full:
+            dW = -lr * G.T @ X
+        elif linear:
+            dW = -lr * m * (dB @ A + B @ dA)
+        else:
+            dW = m * B_new @ A_new - m * B @ A
+        return A_new, B_new, dW
     return f
 
 
@@ -150,33 +165,41 @@ def _backup(discount=True, reduce="max", bootstrap_terminal=False,
     return f
 
 
-def _pg(returns="to go", normalise="both", ddof=0, sign=1, reduce="mean",
-        eps=1e-8, gamma_t=False):
-    def f(log_probs, rewards, gamma):
+def _pg(returns="to go", normalise="both", ddof=0, sign=1, reduce="batch",
+        eps=1e-8, per_episode=False):
+    """A learner's REINFORCE loss of a stream of episodes: cut at the dones
+    (or not), returns by a double loop, standardised and averaged."""
+    def f(log_probs, rewards, dones, gamma):
         T = len(rewards)
+        if returns == "across":
+            cuts = [0, T]
+        else:
+            cuts = [0] + [t + 1 for t in range(T) if dones[t]]
+        if returns == "off by one":                    # dones read as first steps
+            cuts = sorted({0, T} | {t for t in range(T) if dones[t]})
+        episodes = [(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
         G = np.zeros(T)
-        for t in range(T):
-            for k in range(T):
-                if returns == "to go" and k >= t:
-                    G[t] += gamma ** (k - t) * rewards[k]
-                elif returns == "undiscounted" and k >= t:
-                    G[t] += rewards[k]
-                elif returns == "from next" and k > t:
-                    G[t] += gamma ** (k - t - 1) * rewards[k]
-                elif returns == "from start" and k >= t:
-                    G[t] += gamma ** k * rewards[k]
-                elif returns == "so far" and k <= t:
-                    G[t] += rewards[k]
-                elif returns == "total":
-                    G[t] += gamma ** k * rewards[k]
-        if normalise in ("both", "centre"):
-            G = G - G.mean()
-        if normalise in ("both", "scale"):
-            G = G / (np.std(G, ddof=ddof) + eps)
-        if gamma_t:                                    # the derivation's factor
-            G = G * gamma ** np.arange(T)
+        for a, b in episodes:
+            for t in range(a, b):
+                for k in range(t, b):
+                    power = {"to go": k - t, "across": k - t, "off by one": k - t,
+                             "undiscounted": 0, "from start": k - a}[returns]
+                    G[t] += gamma ** power * rewards[k]
+
+        def standardise(g):
+            if normalise in ("both", "centre"):
+                g = g - g.mean()
+            if normalise in ("both", "scale"):
+                g = g / (np.std(g, ddof=ddof) + eps)
+            return g
+        if per_episode:
+            G = np.concatenate([standardise(G[a:b]) for a, b in episodes])
+        else:
+            G = standardise(G)
         terms = G * log_probs
-        return -sign * (terms.mean() if reduce == "mean" else terms.sum())
+        if reduce == "per episode":
+            return -sign * np.mean([terms[a:b].mean() for a, b in episodes])
+        return -sign * terms.mean()
     return f
 
 
@@ -206,16 +229,15 @@ WRONG = {
         (_lm(sign=-1), "the sign is wrong"),
         (_lm(bits=True), "used log base 2"),
     ],
-    "lora_forward": [
+    "lora_sgd_step": [
         (_lora(scale="alpha"), "scaled the update by alpha: the scale is alpha / r"),
-        (_lora(scale="r/alpha"), "scaled the update by r / alpha"),
-        (_lora(scale="none"), "forgot the scale alpha / r"),
-        (_lora(scale="alpha/d_in"), "r is A.shape[0] (the rows of A), not d_in"),
-        (_lora(base=False), "forgot the base term"),
-        (_lora(bias=False), "forgot the bias b"),
-        (_lora(whole=True), "scaled the base term too"),
-        (_lora(merged_T=False), "computed x (B A)"),
-        (_lora(W_T=False), "computed x W: W has PyTorch's layout"),
+        (_lora(grads_scaled=False), "forgot the scale alpha / r in the gradients"),
+        (_lora(merge_scaled=False), "in the change of the merged weight"),
+        (_lora(sequential=True), "computed A's gradient from the updated B"),
+        (_lora(linear=True), "to first order in lr only"),
+        (_lora(full=True), "returned the step of full fine-tuning"),
+        (_lora(mean=True), "averaged the gradients over the rows of x"),
+        (_lora(ascent=True), "stepped up the gradient"),
     ],
     "bellman_backup": [
         (_backup(discount=False), "forgot the discount"),
@@ -227,20 +249,20 @@ WRONG = {
         (_backup(current=True), "used the value of the current state"),
         (_backup(mask_current=True), "applied the terminal mask to the current state"),
     ],
-    "reinforce_loss": [
+    "reinforce_loss_batch": [
+        (_pg(returns="across"), "the return ran on across the end of an episode"),
+        (_pg(returns="off by one"), "the reset is one step off"),
+        (_pg(per_episode=True), "standardised each episode on its own: rl."),
+        (_pg(reduce="per episode"), "averaged each episode's loss, then the episodes"),
+        (_pg(per_episode=True, reduce="per episode"),
+         "standardised each episode on its own and averaged the episodes' losses"),
         (_pg(returns="undiscounted"), "the returns are not discounted"),
         (_pg(returns="from start"), "discounted from the start of the episode"),
-        (_pg(returns="so far"), "summed the rewards up to step t"),
-        (_pg(returns="total"), "every step got the same weight"),
         (_pg(sign=-1), "wrong sign"),
         (_pg(normalise="none"), "the returns are not standardised"),
         (_pg(normalise="centre"), "did not divide by their standard deviation"),
-        (_pg(normalise="scale"), "did not subtract their mean"),
         (_pg(ddof=1), "sample standard deviation (ddof=1)"),
         (_pg(eps=0.0), "divided by a standard deviation of 0"),
-        (_pg(reduce="sum"), "summed over the steps"),
-        (_pg(returns="from next"), "the return-to-go starts at step t + 1"),
-        (_pg(gamma_t=True), "weighted step t by gamma^t as well"),
     ],
 }
 
@@ -268,9 +290,9 @@ def test_a_correct_answer_written_differently_passes():
     """The learner-style twins with no mistake switched on are right too."""
     assert run("layer_norm_forward", _ln())
     assert run("causal_lm_loss", _lm())
-    assert run("lora_forward", _lora())
+    assert run("lora_sgd_step", _lora())
     assert run("bellman_backup", _backup())
-    assert run("reinforce_loss", _pg())
+    assert run("reinforce_loss_batch", _pg())
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -302,14 +324,16 @@ def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
     assert all(c.args[1].shape == (c.args[0].shape[0], c.args[0].shape[1] + 1)
                for c in lm)
     assert any(np.abs(c.args[0]).max() > 710 for c in lm)            # exp overflows
-    lora = _cases("lora_forward")
+    lora = _cases("lora_sgd_step")
     assert min(c.args[0].shape[0] for c in lora) == 1
     assert any(c.args[0].ndim == 3 for c in lora)
-    assert any(not c.args[4].any() for c in lora)                    # B = 0
-    assert all(c.args[3].shape[0] == c.args[6] for c in lora)
-    assert len({c.args[5] / c.args[6] for c in lora}) > 3
-    first = lora[0].args                     # square, so transposes run
-    assert first[1].shape[0] == first[1].shape[1] and first[5] not in (first[6], 1.0)
+    assert all(c.args[1].shape[:-1] == c.args[0].shape[:-1] for c in lora)
+    assert any(not c.args[3].any() for c in lora)                    # B = 0
+    assert all(c.args[2].shape[0] == c.args[5] for c in lora)
+    assert len({c.args[4] / c.args[5] for c in lora}) > 3
+    assert max(c.args[6] for c in lora) >= 1.0                       # lr^2 counts
+    first = lora[0].args
+    assert first[4] not in (first[5], 1.0)
     mdp = _cases("bellman_backup")
     assert any(c.args[1].shape[1] == 1 for c in mdp)                 # one action
     assert any(not c.args[3].any() for c in mdp)                     # no terminal
@@ -319,9 +343,14 @@ def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
         np.testing.assert_allclose(P.sum(axis=-1), 1.0, rtol=0, atol=1e-12)
         for s in np.flatnonzero(terminal):                           # absorbing
             assert (P[s, :, s] == 1).all() and not R[s].any()
-    pg = _cases("reinforce_loss")
-    assert any(len(c.args[0]) == 1 for c in pg)                      # one step
-    assert {0.0, 1.0} <= {c.args[2] for c in pg}
+    pg = _cases("reinforce_loss_batch")
+    assert all(c.args[2][-1] and c.args[2].dtype == bool for c in pg)  # ends done
+    assert any(c.args[2].sum() == 1 for c in pg)                     # one episode
+    assert any(c.args[2].sum() >= 3 for c in pg)
+    assert any(len(c.args[0]) > 1 and c.args[2][-2] for c in pg)    # a one-step episode
+    lengths = [np.diff(np.flatnonzero(np.r_[True, c.args[2]])) for c in pg]
+    assert any(len(set(n)) > 1 for n in lengths)                      # unequal lengths
+    assert {0.0, 1.0} <= {c.args[3] for c in pg}
     assert all((c.args[0] < 0).all() for c in pg)                    # log-probabilities
 
 
@@ -362,17 +391,45 @@ def test_causal_lm_loss_agrees_with_torch():
         _close(ref.causal_lm_loss(*case.args), hf.item())
 
 
-def test_lora_agrees_with_torch_and_with_the_merged_weight():
+def test_lora_sgd_step_agrees_with_torch_and_with_nnlib_training():
     torch = pytest.importorskip("torch")
-    fn = torch.nn.functional
-    for case in _cases("lora_forward"):
-        x, W, b, A, B, alpha, r = (torch.tensor(a) if isinstance(a, np.ndarray) else a
-                                   for a in case.args)
-        peft_style = fn.linear(x, W, b) + (alpha / r) * fn.linear(fn.linear(x, A), B)
-        merged = fn.linear(x, W + (alpha / r) * B @ A, b)
-        got = ref.lora_forward(*case.args)
-        _close(got, peft_style)
-        _close(got, merged)
+    import nnlib
+
+    for case in _cases("lora_sgd_step"):
+        x, dy, A, B, alpha, r, lr = case.args
+        A_t, B_t = (torch.tensor(a, requires_grad=True) for a in (A, B))
+        W = np.random.default_rng(0).standard_normal((B.shape[0], A.shape[1]))
+        x_t = torch.tensor(x)
+        y = x_t @ torch.tensor(W).T + (alpha / r) * (x_t @ A_t.T) @ B_t.T
+        (y * torch.tensor(dy)).sum().backward()
+        opt = torch.optim.SGD([A_t, B_t], lr=lr)
+        merged_before = W + (alpha / r) * B @ A
+        opt.step()
+        A_new, B_new = A_t.detach().numpy(), B_t.detach().numpy()
+        got = ref.lora_sgd_step(*case.args)
+        _close(got[0], A_new)
+        _close(got[1], B_new)
+        _close(got[2], W + (alpha / r) * B_new @ A_new - merged_before)
+    # one step of nnlib training: a LoRALinear around a real Linear, a loss
+    rng = np.random.default_rng(1)
+    layer = nnlib.layers.lora.LoRALinear(nnlib.Linear(5, 4, rng=rng), r=2,
+                                         alpha=6.0, rng=rng)
+    layer.lora_B.data[...] = rng.standard_normal((4, 2))
+    x, target = rng.standard_normal((3, 7, 5)), rng.standard_normal((3, 7, 4))
+    A, B, before = layer.lora_A.data.copy(), layer.lora_B.data.copy(), layer.merged_weight()
+    W = layer.base.weight.data.copy()
+    y = layer(x)
+    dy = 2 * (y - target) / y.size                         # the mean squared error's
+    layer.zero_grad()
+    layer.backward(dy)
+    nnlib.SGD([p for p in layer.parameters() if p.requires_grad], lr=0.5).step()
+    got = ref.lora_sgd_step(x, dy, A, B, 6.0, 2, 0.5)
+    _close(got[0], layer.lora_A.data)
+    _close(got[1], layer.lora_B.data)
+    _close(got[2], layer.merged_weight() - before)
+    np.testing.assert_array_equal(layer.base.weight.data, W)   # frozen
+    # a control: the first-order change differs from the exact one at lr = 0.5
+    assert np.abs(_lora(linear=True)(x, dy, A, B, 6.0, 2, 0.5)[2] - got[2]).max() > 1e-6
 
 
 def _backup_from_model(env, V, gamma):
@@ -427,27 +484,37 @@ def test_bellman_backup_agrees_with_loops_and_with_value_iteration():
     assert np.abs(wrong[1] - ref.bellman_backup(V, P, R, terminal, 0.5)[1]).max() > 0.1
 
 
-def test_reinforce_loss_agrees_with_torch_and_with_reinforce_step():
+def test_reinforce_loss_batch_agrees_with_torch_and_with_reinforce_step():
     torch = pytest.importorskip("torch")
-    for case in _cases("reinforce_loss"):
-        log_probs, rewards, gamma = case.args
-        G = np.zeros(len(rewards))                     # a loop, not returns_to_go
-        for t in range(len(rewards)):
-            G[t] = sum(gamma ** (k - t) * rewards[k] for k in range(t, len(rewards)))
+    for case in _cases("reinforce_loss_batch"):
+        log_probs, rewards, dones, gamma = case.args
+        G, start = [], 0                       # loops, not returns_to_go
+        for end in np.flatnonzero(dones) + 1:
+            for t in range(start, end):
+                G.append(sum(gamma ** (k - t) * rewards[k] for k in range(t, end)))
+            start = end
+        G = np.array(G)
         W = torch.tensor((G - G.mean()) / (G.std() + 1e-8))   # the chapter's twin
         loss = -(W * torch.tensor(log_probs)).mean()
-        _close(ref.reinforce_loss(*case.args), loss.item())
-    # the loss reinforce_step reports for a batch of one episode
+        _close(ref.reinforce_loss_batch(*case.args), loss.item())
+    # the loss reinforce_step reports for a batch of episodes of unequal lengths
     import nnlib
     from nnlib import models, optim
 
     rng = np.random.default_rng(0)
     policy = models.mlp(3, 2, hidden=(5,), activation="tanh", rng=rng)
-    episode = rl.Episode(rng.standard_normal((7, 3)), rng.integers(0, 2, size=7),
-                         rng.standard_normal(7))
-    logp = nnlib.losses.log_softmax(policy(episode.states), axis=1)[
-        np.arange(7), episode.actions]
+    batch = [rl.Episode(rng.standard_normal((n, 3)), rng.integers(0, 2, size=n),
+                        rng.standard_normal(n)) for n in (7, 1, 4)]
+    states = np.concatenate([e.states for e in batch])
+    actions = np.concatenate([e.actions for e in batch])
+    logp = nnlib.losses.log_softmax(policy(states), axis=1)[
+        np.arange(len(actions)), actions]
+    rewards = np.concatenate([e.rewards for e in batch])
+    dones = np.zeros(len(rewards), dtype=bool)
+    dones[np.cumsum([7, 1, 4]) - 1] = True
     step_loss = rl.reinforce_step(policy, optim.SGD(policy.parameters(), lr=0.0),
-                                  [episode], gamma=0.9)
-    _close(ref.reinforce_loss(logp, episode.rewards, 0.9), step_loss)
-
+                                  batch, gamma=0.9)
+    _close(ref.reinforce_loss_batch(logp, rewards, dones, 0.9), step_loss)
+    # a control: the stream's loss differs when the returns run across episodes
+    across = _pg(returns="across")(logp, rewards, dones, 0.9)
+    assert abs(across - step_loss) > 1e-3

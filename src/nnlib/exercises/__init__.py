@@ -4,10 +4,10 @@ In a notebook cell::
 
     import nnlib.exercises
 
-    def softmax(z):
+    def log_softmax(z):
         ...                      # your code
 
-    nnlib.exercises.check("softmax", softmax)
+    nnlib.exercises.check("log_softmax", log_softmax)
 
 ``check`` runs your function on several random cases (a batch of 1, odd
 sizes, the edge cases that catch the usual mistakes), compares each output

@@ -1,6 +1,6 @@
 """The exercises of chapters 4 and 5: a convolution, a pooling layer's
-backward pass, batch normalisation of feature maps and global average
-pooling's backward (section 4b), one step of a recurrent cell and of an
+backward pass, the backward passes of batch normalisation of feature maps
+and of global average pooling (section 4b), one step of a recurrent cell and of an
 LSTM, and one head of attention, checked against nnlib's own.
 
 Each function here is the reference of the exercise of the same name; its
@@ -19,7 +19,7 @@ exercise                      chapter          returns
 ============================  ===============  ===================================
 ``conv2d_forward``            04-cnn           ``y``
 ``maxpool_backward``          04-cnn           ``dx``
-``batchnorm2d_forward``       04b-modern-cnns  ``y``
+``batchnorm2d_backward``      04b-modern-cnns  ``(dx, dgamma, dbeta)``
 ``global_avg_pool_backward``  04b-modern-cnns  ``dx``
 ``rnn_step_backward``         05-rnn           ``(dx, dh_prev, dW_ih, dW_hh, db)``
 ``lstm_step_forward``         05-rnn           ``(h, c)``
@@ -39,7 +39,7 @@ from ..functional import recurrent as Fr
 from ..functional.basic import sigmoid
 from ._core import ATOL, RTOL, Case, Diagnoser, register
 
-__all__ = ["conv2d_forward", "maxpool_backward", "batchnorm2d_forward",
+__all__ = ["conv2d_forward", "maxpool_backward", "batchnorm2d_backward",
            "global_avg_pool_backward", "rnn_step_backward", "lstm_step_forward",
            "attention_forward"]
 
@@ -645,68 +645,101 @@ def _bn2d_cases(rng):
     return out
 
 
-def _bn2d_variant(axes=(0, 2, 3), ddof=0, eps_out=False, affine="channel"):
-    """Batch norm with a known mistake: the statistics over ``axes``, the
-    variance with ``ddof``, eps outside the root, gamma and beta left out
-    (``affine`` None) or broadcast along the last axis (``"last"``)."""
-    def variant(x, gamma, beta, eps):
+def _bn2d_bw_cases(rng):
+    """The forward's cases with an upstream gradient ``dy`` each."""
+    out = []
+    for case in _bn2d_cases(rng):
+        x, gamma, beta, eps = case.args
+        out.append(Case((rng.standard_normal(x.shape), x, gamma, eps), case.note))
+    return out
+
+
+def _bn2d_bw_variant(axes=(0, 2, 3), ddof=0, dx_kind="full", dgamma_of="xhat",
+                     gamma_axis="channel", gamma_in_dx=True, with_eps=True):
+    """The backward of batch norm with a known mistake: the statistics
+    over ``axes``, the variance with ``ddof``, ``dx_kind`` "constant stats"
+    (the mean and variance treated as constants) or "mean only" (the
+    variance's path left out), dgamma from ``x`` in place of xhat, gamma
+    broadcast along the last axis, gamma left out of dx, or eps left out
+    (``with_eps``)."""
+    def variant(dy, x, gamma, eps):
         mu = x.mean(axis=axes, keepdims=True)
         var = x.var(axis=axes, ddof=ddof, keepdims=True)
-        xhat = (x - mu) / (np.sqrt(var) + eps if eps_out else np.sqrt(var + eps))
-        if affine is None:
-            return xhat
-        if affine == "last":
-            return gamma * xhat + beta
-        return gamma[:, None, None] * xhat + beta[:, None, None]
+        inv = 1.0 / np.sqrt(var + (eps if with_eps else 0.0))
+        xhat = (x - mu) * inv
+        if not gamma_in_dx:
+            g = dy
+        elif gamma_axis == "last":
+            g = dy * gamma
+        else:
+            g = dy * gamma[:, None, None]
+        mean = lambda a: a.mean(axis=axes, keepdims=True)   # noqa: E731
+        if dx_kind == "constant stats":
+            dx = g * inv
+        elif dx_kind == "mean only":
+            dx = (g - mean(g)) * inv
+        else:
+            dx = (g - mean(g) - xhat * mean(g * xhat)) * inv
+        red = (0, 2, 3)
+        dgamma = (dy * (x if dgamma_of == "x" else xhat)).sum(axis=red)
+        return dx, dgamma, dy.sum(axis=red)
     return variant
 
 
-@register("batchnorm2d_forward", chapter="04b-modern-cnns",
-          args=("x", "gamma", "beta", "eps"), outputs=("y",), cases=_bn2d_cases,
-          diagnosers=[
+@register("batchnorm2d_backward", chapter="04b-modern-cnns",
+          args=("dy", "x", "gamma", "eps"), outputs=("dx", "dgamma", "dbeta"),
+          cases=_bn2d_bw_cases, diagnosers=[
+              Diagnoser("treated the mean and the variance as constants: "
+                        "they depend on every x of the channel, so dx has two "
+                        "more terms, through the mean and through the variance",
+                        outputs=("dx",),
+                        variant=_bn2d_bw_variant(dx_kind="constant stats")),
+              Diagnoser("left out the path through the variance: dx also "
+                        "depends on x through var_c, the term in xhat",
+                        outputs=("dx",), variant=_bn2d_bw_variant(dx_kind="mean only")),
               Diagnoser("the statistics are per image (over H and W only): "
-                        "BatchNorm2d averages each channel over the batch and "
-                        "the pixels, axes (0, 2, 3)",
-                        variant=_bn2d_variant(axes=(2, 3))),
-              Diagnoser("the statistics are over the channels (axis 1): each "
-                        "channel has its own mean and variance, over the batch "
-                        "and the pixels, axes (0, 2, 3)",
-                        variant=_bn2d_variant(axes=(1,))),
-              Diagnoser("the statistics are per image, over all its channels "
-                        "and pixels (that is layer norm): BatchNorm2d averages "
-                        "each channel over the batch and the pixels, axes "
-                        "(0, 2, 3)", variant=_bn2d_variant(axes=(1, 2, 3))),
-              Diagnoser("the statistics are per pixel (over the batch, axis 0, "
-                        "only, as BatchNorm1d on the flattened maps): every "
-                        "pixel of a channel shares its statistics, axes "
-                        "(0, 2, 3)", variant=_bn2d_variant(axes=(0,))),
-              Diagnoser("the statistics are over the whole batch, every channel "
-                        "together: each channel has its own, over axes "
-                        "(0, 2, 3)", variant=_bn2d_variant(axes=None)),
+                        "each channel's mean and variance are over the batch "
+                        "and the pixels, axes (0, 2, 3), m = N H W values, and "
+                        "so are the means in dx", outputs=("dx",),
+                        variant=_bn2d_bw_variant(axes=(2, 3))),
+              Diagnoser("the sums in dx are over the batch (axis 0) only, as in "
+                        "BatchNorm1d: for feature maps every pixel of a channel "
+                        "shares its statistics, so the means are over axes "
+                        "(0, 2, 3), m = N H W", outputs=("dx",),
+                        variant=_bn2d_bw_variant(axes=(0,))),
               Diagnoser("used the unbiased variance (divided by m - 1); batch "
                         "norm normalises with the biased one (divide by m = "
-                        "N H W)", variant=_bn2d_variant(ddof=1)),
-              Diagnoser("gamma and beta were broadcast along the last axis (W): "
-                        "they are per channel, so reshape them to (C, 1, 1) or "
-                        "(1, C, 1, 1)", variant=_bn2d_variant(affine="last")),
-              Diagnoser("eps outside the square root: divide by sqrt(var + eps)",
-                        variant=_bn2d_variant(eps_out=True)),
+                        "N H W)", variant=_bn2d_bw_variant(ddof=1)),
+              Diagnoser("dgamma is the sum of dy times the normalised xhat, "
+                        "not times x", outputs=("dgamma",),
+                        variant=_bn2d_bw_variant(dgamma_of="x")),
+              Diagnoser("gamma was broadcast along the last axis (W): it is "
+                        "per channel, so reshape it to (C, 1, 1) or (1, C, 1, 1)",
+                        outputs=("dx",), variant=_bn2d_bw_variant(gamma_axis="last")),
+              Diagnoser("forgot gamma in dx: y = gamma xhat + beta, so the "
+                        "gradient reaching xhat is dy times gamma",
+                        outputs=("dx",), variant=_bn2d_bw_variant(gamma_in_dx=False)),
               Diagnoser("divided by sqrt(var) without eps: a channel that is "
                         "constant over the batch has variance 0",
                         test=lambda a, g, e: g[0] is not None and g[0].shape ==
                         e[0].shape and not np.all(np.isfinite(g[0]))),
-              Diagnoser("forgot the scale gamma and the shift beta",
-                        variant=_bn2d_variant(affine=None)),
+              Diagnoser("divided by sqrt(var) without eps: add eps to the "
+                        "variance, inside the square root, as the forward pass "
+                        "does", variant=_bn2d_bw_variant(with_eps=False)),
           ])
-def batchnorm2d_forward(x, gamma, beta, eps):
-    """Exercise ``batchnorm2d_forward(x, gamma, beta, eps) -> y``: batch
-    normalisation of feature maps in training mode, as ``nnlib.BatchNorm2d``
-    and PyTorch. ``x: (N, C, H, W)``, ``gamma, beta: (C,)`` -> ``y: (N, C,
-    H, W)``, ``y = gamma_c (x - mean_c) / sqrt(var_c + eps) + beta_c`` with
-    each channel's mean and *biased* variance over its ``m = N H W`` values
-    (axes 0, 2 and 3). Reference: ``nnlib.functional.batch_norm_forward``
-    (no running statistics)."""
-    return Fn.batch_norm_forward(x, gamma, beta, None, None, True, eps=eps)[0]
+def batchnorm2d_backward(dy, x, gamma, eps):
+    """Exercise ``batchnorm2d_backward(dy, x, gamma, eps) -> (dx, dgamma,
+    dbeta)``: the backward pass of batch normalisation of feature maps in
+    training mode, as ``nnlib.BatchNorm2d`` and PyTorch: ``dy, x: (N, C,
+    H, W)``, ``gamma: (C,)`` -> ``dx`` of ``x``'s shape and ``dgamma,
+    dbeta: (C,)``, for ``y = gamma_c (x - mean_c) / sqrt(var_c + eps) +
+    beta_c`` with each channel's mean and *biased* variance over its ``m =
+    N H W`` values (axes 0, 2 and 3), the statistics depending on x.
+    Reference: ``nnlib.functional.batch_norm_forward`` and
+    ``batch_norm_backward`` (no running statistics)."""
+    beta = np.zeros_like(gamma)
+    _, cache = Fn.batch_norm_forward(x, gamma, beta, None, None, True, eps=eps)
+    return Fn.batch_norm_backward(dy, cache)
 
 
 # --- section 4b: global average pooling ---------------------------------------

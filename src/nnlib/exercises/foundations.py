@@ -12,7 +12,7 @@ mistakes) and with the wrong answers the checker recognises.
 =========================  ====================  =======================
 exercise                   chapter               returns
 =========================  ====================  =======================
-``softmax``                01-concepts           ``p``
+``log_softmax``            01-concepts           ``logp``
 ``softmax_cross_entropy``  01-concepts           ``(loss, dz)``
 ``sigmoid_backward``       01-concepts           ``dx``
 ``linear_backward``        02-backprop           ``(dx, dW, db)``
@@ -22,7 +22,7 @@ exercise                   chapter               returns
 ``momentum_step``          03-training           ``(w, buf)``
 ``adam_step``              03-training           ``(w, m, v)``
 ``batchnorm_forward``      03-training           ``y``
-``batchnorm_backward``     03b-optimisation      ``(dx, dgamma, dbeta)``
+``layer_norm_backward``    03b-optimisation      ``(dx, dgamma, dbeta)``
 ``warmup_cosine_lr``       03b-optimisation      ``lr``
 =========================  ====================  =======================
 """
@@ -36,9 +36,9 @@ from ..module import Parameter
 from ..optim import SGD, Adam, CosineAnnealingLR, LinearLR, SequentialLR
 from ._core import Case, Diagnoser, register
 
-__all__ = ["softmax", "softmax_cross_entropy", "sigmoid_backward", "linear_backward",
+__all__ = ["log_softmax", "softmax_cross_entropy", "sigmoid_backward", "linear_backward",
            "relu_backward", "tanh_backward", "softmax_backward", "momentum_step",
-           "adam_step", "batchnorm_forward", "batchnorm_backward", "warmup_cosine_lr"]
+           "adam_step", "batchnorm_forward", "layer_norm_backward", "warmup_cosine_lr"]
 
 LARGE = 500.0          # logits beyond this overflow exp (e^710 is inf)
 
@@ -80,39 +80,74 @@ def _logit_cases(rng):
             Case((normal(6, 1),), "one class")]
 
 
-def _e(z):
-    return np.exp(z - z.max(axis=-1, keepdims=True))
+def _neg_inf(args, got, expected):
+    """The learner's log-probabilities hold -inf (and no NaN or +inf) where
+    the expected ones are finite, each row keeping a finite entry (its
+    largest): a probability underflowed to 0, not the sum."""
+    g = got[0]
+    return (g is not None and g.shape == expected[0].shape and bool(np.isneginf(g).any())
+            and not np.isnan(g).any() and not np.isposinf(g).any()
+            and bool(np.isfinite(g).any(axis=-1).all()))    # each row's top is finite
 
 
-@register("softmax", chapter="01-concepts", args=("z",), outputs=("p",),
+def _capped(args, got, expected):
+    """Finite, but above the expected log-probabilities on large logits, as
+    when log(p + eps) or a clipped p caps log p near log(eps)."""
+    g, e = got[0], expected[0]
+    return (_large(args) and g is not None and g.shape == e.shape
+            and bool(np.all(np.isfinite(g))) and bool(np.any(g > e + 1.0)))
+
+
+def _lse(z, axis=-1, keepdims=True):
+    m = z.max(axis=axis, keepdims=True)
+    out = m + np.log(np.exp(z - m).sum(axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+@register("log_softmax", chapter="01-concepts", args=("z",), outputs=("logp",),
           cases=_logit_cases, diagnosers=[
+              Diagnoser("computed the log of the softmax: on large or very "
+                        "negative logits a probability underflows to 0 and its "
+                        "log is -inf; work with the shifted scores and the log "
+                        "of their sum, never with the probabilities",
+                        test=_neg_inf),
+              Diagnoser("adding eps to p (log(p + eps)) or clipping p hides "
+                        "the underflow: the log-probabilities come out finite "
+                        "but wrong on large logits, capped near log(eps)",
+                        test=_capped),
               Diagnoser("exp overflowed (or every exp underflowed to 0, giving "
                         "0/0) on large logits: subtract each row's maximum "
-                        "before exp; the softmax does not change (exercise 3)",
-                        test=lambda a, g, e: _large(a) and _nonfinite(0)(a, g, e)),
+                        "before exp (exercise 3) and add it back outside the log",
+                        test=lambda a, g, e: _large(a) and _nonfinite(0)(a, g, e)
+                        and not _neg_inf(a, g, e)),
               *[Diagnoser("normalised over the batch (axis 0) instead of over "
                           "the classes of each example (the last axis)",
                           variant=v) for v in (
-                  lambda z: F.softmax(z, axis=0),
-                  lambda z: _e(z) / _e(z).sum(axis=0, keepdims=True))],
-              Diagnoser("forgot to divide by the sum of the exponentials",
-                        variant=lambda z: np.exp(z)),
-              Diagnoser("forgot to divide by the sum of the exponentials",
-                        variant=_e),
-              *[Diagnoser("divided by the sum over the whole batch; each row "
-                          "(one example) needs its own sum", variant=v) for v in (
-                  lambda z: _e(z) / _e(z).sum(),
-                  lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum())],
+                  lambda z: F.log_softmax(z, axis=0),
+                  lambda z: z - _lse(z, axis=0))],
+              Diagnoser("returned the probabilities: the exercise asks for "
+                        "their logs", variant=lambda z: F.softmax(z, axis=-1)),
+              Diagnoser("forgot the log of the sum of the exponentials: z - "
+                        "max is only shifted, not normalised",
+                        variant=lambda z: z - z.max(axis=-1, keepdims=True)),
+              Diagnoser("subtracted the maximum inside the log but did not "
+                        "add it back: log sum exp(z) = max + log sum exp(z - "
+                        "max)", variant=lambda z: z - np.log(
+                            np.exp(z - z.max(axis=-1, keepdims=True)).sum(
+                                axis=-1, keepdims=True))),
+              Diagnoser("summed over the whole batch; each row (one example) "
+                        "needs its own sum", variant=lambda z: z - _lse(z, axis=None)),
               Diagnoser("the row sums lost their axis: sum with keepdims=True "
-                        "(or [:, None]) so that row i is divided by its own sum",
-                        variant=lambda z: _e(z) / _e(z).sum(axis=-1)),
+                        "(or [:, None]) so that row i gets its own sum",
+                        variant=lambda z: z - _lse(z, keepdims=False)),
           ])
-def softmax(z):
-    """Exercise ``softmax(z) -> p``: ``z: (N, C)`` scores (logits), one row per
-    example -> ``p: (N, C)``, each row's probabilities, positive and summing
-    to 1 along the last axis. It must stay finite for logits in the
-    thousands. Reference: ``nnlib.functional.softmax(z, axis=-1)``."""
-    return F.softmax(z, axis=-1)
+def log_softmax(z):
+    """Exercise ``log_softmax(z) -> logp``: ``z: (N, C)`` scores (logits),
+    one row per example -> ``logp: (N, C)``, the log of each row's softmax
+    probabilities, computed so that it stays finite (and exact) for logits
+    in the thousands, positive or negative, where a probability underflows
+    to 0. Reference: ``nnlib.functional.log_softmax(z, axis=-1)``."""
+    return F.log_softmax(z, axis=-1)
 
 
 def _ce_cases(rng):
@@ -620,107 +655,116 @@ def batchnorm_forward(x, gamma, beta, eps):
 
 
 # --- section 3b ------------------------------------------------------------
-def _bn_bw_cases(rng):
+def _ln_bw_cases(rng):
+    # (N, D), eps, note
+    sizes = [((4, 5), 1e-5, ""), ((1, 6), 1e-5, "batch of 1"),
+             ((4, 4), 1e-5, "N = D"), ((3, 7), 1e-5, "odd sizes"),
+             ((5, 1), 1e-5, "one feature (D = 1)"), ((3, 4), 0.5, "large eps"),
+             ((4, 6), 1e-5, "a constant example"), ((6, 3), 1e-5, "large offset")]
     out = []
-    for case in _bn_cases(rng):
-        x, gamma, beta, eps = case.args
-        out.append(Case((rng.standard_normal(x.shape), (x, gamma, beta, eps)), case.note))
-    x = rng.standard_normal((4, 4)) * 1.5
-    out.insert(2, Case((rng.standard_normal((4, 4)), (
-        x, rng.standard_normal(4) + 1.0, rng.standard_normal(4), 1e-5)), "N = D"))
+    for (n, d), eps, note in sizes:
+        x = rng.standard_normal((n, d)) * 2.0 + rng.standard_normal((n, 1))
+        if note == "a constant example":
+            x[1] = 3.0
+        if note == "large offset":
+            x = x + 100.0
+        gamma, beta = rng.standard_normal(d) + 1.0, rng.standard_normal(d)
+        out.append(Case((rng.standard_normal((n, d)), (x, gamma, beta, eps)), note))
     return out
 
 
-def _bn_bw_variant(dx=None, dgamma=None, dbeta=None, ddof=0):
-    """The backward with a known mistake: ``dx(d, xhat, gamma, inv, n)``,
-    ``dgamma(d, xhat)``, ``dbeta(d)`` replace one output; ``ddof`` is the
-    variance's."""
+def _ln_bw_variant(axis=1, ddof=0, dx="right", gamma_in=True, dgamma_of="xhat",
+                   reduce=np.sum, with_eps=True):
+    """Layer norm's backward with a known mistake: the statistics over
+    ``axis``, the variance with ``ddof``, ``dx`` "constant" (the statistics
+    as constants), "no var", "no mean", "no 1/D", "gamma outside" (gamma
+    factored out of the sums, as batch norm allows), gamma left out,
+    dgamma from x, the parameters' gradients reduced by ``reduce``, or no
+    eps."""
     def variant(dout, cache):
         x, gamma, _, eps = cache
-        n = len(x)
-        inv = 1.0 / np.sqrt(x.var(axis=0, ddof=ddof) + eps)
-        xhat = (x - x.mean(axis=0)) * inv
-        right = gamma * inv / n * (n * dout - dout.sum(axis=0)
-                                   - xhat * (dout * xhat).sum(axis=0))
-        return (right if dx is None else dx(dout, xhat, gamma, inv, n),
-                (dout * xhat).sum(axis=0) if dgamma is None else dgamma(dout, xhat),
-                dout.sum(axis=0) if dbeta is None else dbeta(dout))
+        mean = lambda a: a.mean(axis=axis, keepdims=True)    # noqa: E731
+        inv = 1.0 / np.sqrt(x.var(axis=axis, ddof=ddof, keepdims=True)
+                            + (eps if with_eps else 0.0))
+        xhat = (x - mean(x)) * inv
+        g = dout * gamma if gamma_in else dout
+        d = x.shape[axis]
+        if dx == "constant":
+            out = g * inv
+        elif dx == "no var":
+            out = inv * (g - mean(g))
+        elif dx == "no mean":
+            out = inv * (g - xhat * mean(g * xhat))
+        elif dx == "no 1/D":
+            out = inv * (g - d * mean(g) - d * xhat * mean(g * xhat))
+        elif dx == "gamma outside":
+            out = gamma * inv * (dout - mean(dout) - xhat * mean(dout * xhat))
+        else:
+            out = inv * (g - mean(g) - xhat * mean(g * xhat))
+        dgamma = reduce(dout * (x if dgamma_of == "x" else xhat), axis=0)
+        return out, dgamma, reduce(dout, axis=0)
     return variant
 
 
-PATHS = ("forgot the paths through the batch mean and variance: they "
-         "depend on every x of the batch, so dx has two more terms than "
-         "dout gamma / sqrt(var + eps)")
-
-
-@register("batchnorm_backward", chapter="03b-optimisation", args=("dout", "cache"),
-          outputs=("dx", "dgamma", "dbeta"), cases=_bn_bw_cases, diagnosers=[
-              Diagnoser(PATHS, outputs=("dx",), variant=_bn_bw_variant(
-                  dx=lambda d, xh, g, inv, n: d * g * inv)),
+@register("layer_norm_backward", chapter="03b-optimisation", args=("dout", "cache"),
+          outputs=("dx", "dgamma", "dbeta"), cases=_ln_bw_cases, diagnosers=[
+              Diagnoser("the statistics are over the batch (axis 0), as in "
+                        "batch norm: layer norm standardises each example over "
+                        "its own D features, axis 1, and the sums in dx run "
+                        "over that axis", variant=_ln_bw_variant(axis=0)),
+              Diagnoser("forgot the paths through the mean and the variance: "
+                        "they depend on every feature of the example, so dx "
+                        "has two more terms", outputs=("dx",),
+                        variant=_ln_bw_variant(dx="constant")),
               Diagnoser("forgot the path through the variance: dx is missing "
-                        "the term with xhat times the sum of dout xhat",
-                        outputs=("dx",), variant=_bn_bw_variant(
-                            dx=lambda d, xh, g, inv, n: g * inv * (
-                                d - d.mean(axis=0)))),
+                        "the term with xhat", outputs=("dx",),
+                        variant=_ln_bw_variant(dx="no var")),
               Diagnoser("forgot the path through the mean: dx is missing the "
-                        "term with the sum of dout over the batch",
-                        outputs=("dx",), variant=_bn_bw_variant(
-                            dx=lambda d, xh, g, inv, n: g * inv * (
-                                d - xh * (d * xh).mean(axis=0)))),
-              Diagnoser("dx is missing the 1/N: the mean and the variance "
-                        "each average N values", outputs=("dx",),
-                        variant=_bn_bw_variant(dx=lambda d, xh, g, inv, n: g * inv * (
-                            n * d - d.sum(axis=0) - xh * (d * xh).sum(axis=0)))),
-              Diagnoser("dx is missing the 1/N of the two batch sums: they "
-                        "are means over the batch", outputs=("dx",),
-                        variant=_bn_bw_variant(dx=lambda d, xh, g, inv, n: g * inv * (
-                            d - d.sum(axis=0) - xh * (d * xh).sum(axis=0)))),
+                        "term with the sum over the features", outputs=("dx",),
+                        variant=_ln_bw_variant(dx="no mean")),
+              Diagnoser("dx is missing the 1/D of the two sums over the "
+                        "features: the mean and the variance each average the "
+                        "D features", outputs=("dx",),
+                        variant=_ln_bw_variant(dx="no 1/D")),
+              Diagnoser("took gamma out of the sums over the features: in "
+                        "batch norm gamma is the same along the summed axis, "
+                        "here it varies along it, so the sums are of dout "
+                        "gamma", outputs=("dx",),
+                        variant=_ln_bw_variant(dx="gamma outside")),
               Diagnoser("dx is missing the factor gamma: the output is gamma "
                         "xhat + beta, so dL/dxhat = dout gamma", outputs=("dx",),
-                        variant=_bn_bw_variant(dx=lambda d, xh, g, inv, n: inv * (
-                            d - d.mean(axis=0) - xh * (d * xh).mean(axis=0)))),
-              *[Diagnoser("used the unbiased variance (divided by N - 1); batch "
-                          "norm normalises with the biased one (divide by N)",
-                          variant=v) for v in (
-                  _bn_bw_variant(ddof=1),
-                  _bn_bw_variant(ddof=1, dx=lambda d, xh, g, inv, n: g * inv * (
-                      d - d.mean(axis=0) - xh * (d * xh).sum(axis=0) / (n - 1))))],
-              *[Diagnoser("dgamma and dbeta are summed over the wrong axis "
-                          "(each example's features); gamma and beta are "
-                          "shared by the batch, so sum over axis 0",
-                          outputs=(o,), variant=v) for o, v in (
-                  ("dgamma", _bn_bw_variant(dgamma=lambda d, xh: (d * xh).sum(axis=1))),
-                  ("dbeta", _bn_bw_variant(dbeta=lambda d: d.sum(axis=1))))],
-              *[Diagnoser("dgamma and dbeta are not summed over the batch: "
-                          "gamma and beta are shared by every example, so their "
-                          "gradients add up", outputs=(o,), variant=v) for o, v in (
-                  ("dgamma", _bn_bw_variant(dgamma=lambda d, xh: d * xh)),
-                  ("dbeta", _bn_bw_variant(dbeta=lambda d: d)))],
-              *[Diagnoser("dgamma and dbeta are averaged over the batch: sum "
-                          "over it (a mean loss's 1/N is already in dout)",
-                          outputs=(o,), variant=v) for o, v in (
-                  ("dgamma", _bn_bw_variant(dgamma=lambda d, xh: (d * xh).mean(axis=0))),
-                  ("dbeta", _bn_bw_variant(dbeta=lambda d: d.mean(axis=0))))],
+                        variant=_ln_bw_variant(gamma_in=False)),
+              Diagnoser("used the unbiased variance (divided by D - 1); layer "
+                        "norm normalises with the biased one (divide by D)",
+                        variant=_ln_bw_variant(ddof=1)),
+              Diagnoser("dgamma and dbeta are averaged over the batch: sum "
+                        "over it (a mean loss's 1/N is already in dout)",
+                        outputs=("dgamma", "dbeta"),
+                        variant=_ln_bw_variant(reduce=np.mean)),
               Diagnoser("dgamma used x, not xhat: gamma multiplies the "
                         "standardised xhat", outputs=("dgamma",),
-                        variant=lambda d, c: (None, (d * c[0]).sum(axis=0), None)),
-              Diagnoser("swapped dgamma and dbeta: dbeta is the sum of dout, "
-                        "dgamma the sum of dout xhat", outputs=("dgamma", "dbeta"),
-                        variant=lambda d, c: (None,) + _bn_bw_variant()(d, c)[:0:-1]),
+                        variant=_ln_bw_variant(dgamma_of="x")),
+              Diagnoser("divided by sqrt(var) without eps: an example whose "
+                        "features are all equal has variance 0",
+                        test=_nonfinite(0)),
+              Diagnoser("divided by sqrt(var) without eps: add eps to the "
+                        "variance, inside the square root, as the forward does",
+                        variant=_ln_bw_variant(with_eps=False)),
           ])
-def batchnorm_backward(dout, cache):
-    """Exercise ``batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta)``:
-    the backward of ``batchnorm_forward`` (batch normalisation in training
-    mode, as ``nnlib.BatchNorm1d`` and PyTorch). ``cache = (x, gamma, beta,
-    eps)``, the forward's arguments, with ``x: (N, D)`` and ``gamma, beta:
-    (D,)``; ``dout: (N, D)``, dL/dy -> ``dx: (N, D)``, ``dgamma: (D,)``,
-    ``dbeta: (D,)``. The mean and the biased variance of each feature over
-    the batch depend on every x of that feature, and dx follows those paths
-    too. Reference: ``nnlib.functional.batch_norm_backward`` after
-    ``batch_norm_forward`` (no running statistics)."""
+def layer_norm_backward(dout, cache):
+    """Exercise ``layer_norm_backward(dout, cache) -> (dx, dgamma, dbeta)``:
+    the backward of layer normalisation, as ``nnlib.LayerNorm(D)`` and
+    ``torch.nn.functional.layer_norm(x, (D,), gamma, beta, eps)``. ``cache
+    = (x, gamma, beta, eps)``, the forward's arguments, with ``x: (N, D)``
+    and ``gamma, beta: (D,)``; ``y = gamma (x - mean) / sqrt(var + eps) +
+    beta`` with each example's own mean and *biased* variance over its D
+    features (axis 1); ``dout: (N, D)``, dL/dy -> ``dx: (N, D)``,
+    ``dgamma: (D,)``, ``dbeta: (D,)``, the last two summed over the batch.
+    Reference: ``nnlib.functional.layer_norm_backward`` after
+    ``layer_norm_forward(x, 1, gamma, beta, eps)``."""
     x, gamma, beta, eps = cache
-    _, fcache = F.batch_norm_forward(x, gamma, beta, None, None, True, eps=eps)
-    return F.batch_norm_backward(dout, fcache)
+    _, fcache = F.layer_norm_forward(x, 1, gamma, beta, eps)
+    return F.layer_norm_backward(dout, fcache)
 
 
 def _sched_cases(rng):

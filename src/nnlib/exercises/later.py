@@ -1,28 +1,31 @@
 """The exercises of sections 5d to 5f and chapter 8: a layer norm, a
-language model's loss, a LoRA layer, one Bellman backup and the REINFORCE
-loss, checked against nnlib's own.
+language model's loss, one SGD step of a LoRA layer, one Bellman backup
+and the REINFORCE loss of a batch of episodes, checked against nnlib's
+own.
 
 Each function here is the reference of the exercise of the same name; its
 docstring is the exercise's contract (arguments, shapes, layouts, what to
 return), in nnlib's and PyTorch's conventions: a sequence batch ``(N, T,
 E)`` normalised over its last axis, logits ``(N, T, V)`` for windows of
 ``T + 1`` character ids, ``W: (d_out, d_in)``, ``A: (r, d_in)`` and ``B:
-(d_out, r)`` for LoRA (as ``nnlib.LoRALinear`` and peft), a model of an MDP
-as arrays ``P[s, a, s']`` and ``R[s, a, s']`` with ``V(s') = 0`` where
-``s'`` ends the episode, and REINFORCE weights standardised as
-``nnlib.rl.reinforce_step`` does. Each is registered with random cases
-(batch of 1, odd sizes, the edge cases that catch the usual mistakes) and
-with the wrong answers the checker recognises.
+(d_out, r)`` for LoRA (as ``nnlib.LoRALinear`` and peft, the gradients
+summed over all the rows of ``x``), a model of an MDP as arrays ``P[s, a,
+s']`` and ``R[s, a, s']`` with ``V(s') = 0`` where ``s'`` ends the
+episode, and a batch of episodes as one stream of steps cut by ``dones``
+(True at each episode's last step), its REINFORCE weights standardised
+together as ``nnlib.rl.reinforce_step`` does. Each is registered with random
+cases (batch of 1, odd sizes, the edge cases that catch the usual
+mistakes) and with the wrong answers the checker recognises.
 
-======================  =====================  ==============
-exercise                chapter                returns
-======================  =====================  ==============
-``layer_norm_forward``  05d-transformer-block  ``y``
-``causal_lm_loss``      05e-transformer-lm     ``loss``
-``lora_forward``        05f-lora               ``y``
-``bellman_backup``      08-rl                  ``(V_new, Q)``
-``reinforce_loss``      08-rl                  ``loss``
-======================  =====================  ==============
+========================  =====================  ======================
+exercise                  chapter                returns
+========================  =====================  ======================
+``layer_norm_forward``    05d-transformer-block  ``y``
+``causal_lm_loss``        05e-transformer-lm     ``loss``
+``lora_sgd_step``         05f-lora               ``(A_new, B_new, dW)``
+``bellman_backup``        08-rl                  ``(V_new, Q)``
+``reinforce_loss_batch``  08-rl                  ``loss``
+========================  =====================  ======================
 """
 from __future__ import annotations
 
@@ -33,11 +36,12 @@ from ..functional.basic import log_softmax
 from ..layers.linear import Linear
 from ..layers.lora import LoRALinear
 from ..losses import CrossEntropyLoss
+from ..optim import SGD
 from ..rl.reinforce import returns_to_go
 from ._core import Case, Diagnoser, register
 
-__all__ = ["layer_norm_forward", "causal_lm_loss", "lora_forward", "bellman_backup",
-           "reinforce_loss"]
+__all__ = ["layer_norm_forward", "causal_lm_loss", "lora_sgd_step", "bellman_backup",
+           "reinforce_loss_batch"]
 
 
 def _nonfinite(i):
@@ -265,87 +269,124 @@ def causal_lm_loss(logits, ids):
     return CrossEntropyLoss()(logits.reshape(-1, v), ids[:, 1:].reshape(-1))
 
 
-# --- section 5f: a LoRA layer ---------------------------------------------------
+# --- section 5f: one training step of a LoRA layer -----------------------------
 def _lora_cases(rng):
-    # (x's leading shape, d_in, d_out, r, alpha), note
-    settings = [((4,), 6, 6, 2, 5.0, ""),   # alpha not in {1, r, d_in, d_out}
-                ((1,), 5, 3, 1, 8.0, "batch of 1 and r = 1"),
-                ((3,), 7, 4, 3, 16.0, "odd sizes"),
-                ((2, 5), 8, 6, 4, 8.0, "x of shape (N, T, d_in)"),
-                ((4,), 4, 4, 4, 2.0, "full rank (r = d_in = d_out)"),
-                ((3,), 6, 5, 2, 4.0, "B = 0 (as at the start)"),
-                ((5,), 9, 2, 3, 1.0, "d_out < r"),
-                ((3,), 6, 6, 2, 2.0, "alpha = r")]
+    # (x's leading shape, d_in, d_out, r, alpha, lr), note
+    settings = [((4,), 6, 6, 2, 5.0, 0.3, ""),   # alpha not in {1, r, d_in, d_out}
+                ((1,), 5, 3, 1, 8.0, 0.1, "batch of 1 and r = 1"),
+                ((3,), 7, 4, 3, 16.0, 0.05, "odd sizes"),
+                ((2, 5), 8, 6, 4, 8.0, 0.2, "x of shape (N, T, d_in)"),
+                ((4,), 4, 4, 4, 2.0, 0.5, "full rank (r = d_in = d_out)"),
+                ((3,), 6, 5, 2, 4.0, 0.5, "B = 0 (as at the start)"),
+                ((5,), 9, 2, 3, 1.0, 0.3, "d_out < r"),
+                ((3,), 6, 6, 2, 2.0, 0.4, "alpha = r"),
+                ((2, 3), 5, 7, 2, 6.0, 1.0, "a large step (lr = 1)")]
     out = []
-    for lead, d_in, d_out, r, alpha, note in settings:
+    for lead, d_in, d_out, r, alpha, lr, note in settings:
         x = rng.standard_normal(lead + (d_in,))
-        W = rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)
-        b = rng.standard_normal(d_out)
+        dy = rng.standard_normal(lead + (d_out,))
         A = rng.standard_normal((r, d_in)) / np.sqrt(d_in)
         B = rng.standard_normal((d_out, r))
         if note.startswith("B = 0"):
             B = np.zeros((d_out, r))
-        out.append(Case((x, W, b, A, B, alpha, r), note))
+        out.append(Case((x, dy, A, B, alpha, r, lr), note))
     return out
 
 
-def _lora_variant(scale=lambda alpha, r: alpha / r, base=True, bias=True,
-                  update="x A^T B^T", whole=False, W_T=True):
-    """A LoRA layer with a known mistake: the update scaled by
-    ``scale(alpha, r)``, computed as ``update``, the base term or the bias
-    left out, ``W`` not transposed, or the scale applied to the ``whole``
-    output."""
-    def variant(x, W, b, A, B, alpha, r):
+def _lora_variant(scale=lambda alpha, r: alpha / r, grad_scale=True, merge_scale=True,
+                  sequential=False, first_order=False, full=False, rows="sum",
+                  ascent=False):
+    """One SGD step of LoRA with a known mistake: the update scaled by
+    ``scale(alpha, r)``; the scale left out of the gradients
+    (``grad_scale``) or of the merged change (``merge_scale``); A's
+    gradient from the updated B (``sequential``); the merged change to
+    first order in lr; the full fine-tuning step ``-lr dy^T x`` as the
+    change (``full``); the gradients averaged over the rows (``rows``);
+    a step up the gradient (``ascent``)."""
+    def variant(x, dy, A, B, alpha, r, lr):
         s = scale(alpha, r)
-        d = {"x A^T B^T": x @ A.T @ B.T, "x B A": x @ (B @ A)}[update]
-        y = (x @ (W.T if W_T else W)) * base + (b if bias and base else 0.0)
-        return s * (y + d) if whole else y + s * d
+        X, G = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+        if rows == "mean":
+            G = G / len(G)
+        g = s if grad_scale else 1.0
+        step = -lr if not ascent else lr
+        dB = g * G.T @ (X @ A.T)
+        B_new = B + step * dB
+        dA = g * (B_new if sequential else B).T @ G.T @ X
+        A_new = A + step * dA
+        m = s if merge_scale else 1.0
+        if full:
+            dW = step * G.T @ X
+        elif first_order:
+            dW = m * step * (dB @ A + B @ dA)
+        else:
+            dW = m * (B_new @ A_new - B @ A)
+        return A_new, B_new, dW
     return variant
 
 
-@register("lora_forward", chapter="05f-lora",
-          args=("x", "W", "b", "A", "B", "alpha", "r"), outputs=("y",),
-          cases=_lora_cases, diagnosers=[
+@register("lora_sgd_step", chapter="05f-lora",
+          args=("x", "dy", "A", "B", "alpha", "r", "lr"),
+          outputs=("A_new", "B_new", "dW"), cases=_lora_cases, diagnosers=[
               Diagnoser("scaled the update by alpha: the scale is alpha / r",
                         variant=_lora_variant(scale=lambda alpha, r: alpha)),
-              Diagnoser("scaled the update by r / alpha: the scale is alpha / r",
-                        variant=_lora_variant(scale=lambda alpha, r: r / alpha)),
-              Diagnoser("forgot the scale alpha / r of the update",
-                        variant=_lora_variant(scale=lambda alpha, r: 1.0)),
-              Diagnoser("divided alpha by d_in: r is A.shape[0] (the rows of "
-                        "A), not d_in", variant=lambda x, W, b, A, B, alpha, r: (
-                            _lora_variant(scale=lambda al, rr: al / A.shape[1])(
-                                x, W, b, A, B, alpha, r))),
-              Diagnoser("forgot the base term x W^T + b: the frozen layer's "
-                        "output stays, and the update is added to it",
-                        variant=_lora_variant(base=False)),
-              Diagnoser("forgot the bias b of the base term",
-                        variant=_lora_variant(bias=False)),
-              Diagnoser("scaled the base term too: only the update is "
-                        "multiplied by alpha / r", variant=_lora_variant(whole=True)),
-              Diagnoser("computed x (B A): the update B A has W's layout "
-                        "(d_out, d_in), so like W it enters transposed, as "
-                        "x A^T B^T", variant=_lora_variant(update="x B A")),
-              Diagnoser("computed x W: W has PyTorch's layout (d_out, d_in), "
-                        "so the base term is x W^T + b",
-                        variant=_lora_variant(W_T=False)),
+              Diagnoser("forgot the scale alpha / r in the gradients: y "
+                        "depends on A and B through (alpha / r) x A^T B^T, so "
+                        "their gradients carry the factor too",
+                        variant=_lora_variant(grad_scale=False)),
+              Diagnoser("forgot the scale alpha / r in the change of the "
+                        "merged weight: the layer computes x (W + (alpha / r) "
+                        "B A)^T", outputs=("dW",),
+                        variant=_lora_variant(merge_scale=False)),
+              Diagnoser("computed A's gradient from the updated B: both "
+                        "gradients come from the same backward pass, at the "
+                        "old A and B, and the step then moves both at once",
+                        variant=_lora_variant(sequential=True)),
+              Diagnoser("the change of the merged weight to first order in "
+                        "lr only: B_new A_new - B A also holds the term "
+                        "lr^2 dB dA", outputs=("dW",),
+                        variant=_lora_variant(first_order=True)),
+              Diagnoser("returned the step of full fine-tuning, -lr dy^T x "
+                        "(the gradient of W): LoRA leaves W frozen, so the "
+                        "merged weight W + (alpha / r) B A moves only "
+                        "through A and B",
+                        outputs=("dW",), variant=_lora_variant(full=True)),
+              Diagnoser("averaged the gradients over the rows of x: dy is "
+                        "already the gradient of the loss, so the gradients "
+                        "of A and B sum over every row (every position of "
+                        "every sequence)", variant=_lora_variant(rows="mean")),
+              Diagnoser("stepped up the gradient: SGD subtracts lr times the "
+                        "gradient", variant=_lora_variant(ascent=True)),
           ])
-def lora_forward(x, W, b, A, B, alpha, r):
-    """Exercise ``lora_forward(x, W, b, A, B, alpha, r) -> y``: the forward
-    pass of a LoRA layer, as ``nnlib.LoRALinear`` and peft: ``x: (...,
-    d_in)``, the frozen ``W: (d_out, d_in)`` and ``b: (d_out,)`` (PyTorch's
-    layouts), ``A: (r, d_in)``, ``B: (d_out, r)``, ``alpha`` and the rank
-    ``r`` (= ``A.shape[0]``) -> ``y: (..., d_out)``, ``y = x W^T + b +
-    (alpha / r) x A^T B^T``. Reference: ``nnlib.LoRALinear(base, r,
-    alpha)`` around an ``nnlib.Linear`` holding ``W`` and ``b``, with
-    ``lora_A = A`` and ``lora_B = B``."""
-    base = Linear(W.shape[1], W.shape[0])
-    base.weight.data[...] = W
-    base.bias.data[...] = b
+def lora_sgd_step(x, dy, A, B, alpha, r, lr):
+    """Exercise ``lora_sgd_step(x, dy, A, B, alpha, r, lr) -> (A_new,
+    B_new, dW)``: one plain SGD step on the two LoRA matrices of a layer
+    ``y = x W^T + b + (alpha / r) x A^T B^T`` (``nnlib.LoRALinear``, peft),
+    and what it does to the merged weight. ``x: (..., d_in)`` the layer's
+    input (a batch, or a batch of sequences), ``dy: (..., d_out)`` the
+    gradient of the loss with respect to its output, ``A: (r, d_in)``,
+    ``B: (d_out, r)``, ``alpha``, the rank ``r`` (= ``A.shape[0]``) and the
+    learning rate ``lr``. The frozen ``W`` and ``b`` are not needed.
+    ``A_new = A - lr dL/dA`` and ``B_new = B - lr dL/dB``, both gradients
+    at the old A and B, summed over all the rows of x; ``dW: (d_out,
+    d_in)``, the change of the merged weight ``W + (alpha / r) B A``.
+    Reference: ``nnlib.LoRALinear``'s ``backward`` (around a zero
+    ``nnlib.Linear``), ``nnlib.SGD`` and ``merged_weight``."""
+    d_out, d_in = B.shape[0], A.shape[1]
+    base = Linear(d_in, d_out)
+    base.weight.data[...] = 0.0
+    base.bias.data[...] = 0.0
     layer = LoRALinear(base, r=int(r), alpha=alpha)
     layer.lora_A.data[...] = A
     layer.lora_B.data[...] = B
-    return layer.forward(x)
+    before = layer.merged_weight()
+    layer.forward(x)
+    for p in (layer.lora_A, layer.lora_B):
+        p.grad[...] = 0.0
+    layer.backward(dy)
+    SGD([layer.lora_A, layer.lora_B], lr=lr).step()
+    return (layer.lora_A.data.copy(), layer.lora_B.data.copy(),
+            layer.merged_weight() - before)
 
 
 # --- chapter 8: one Bellman backup ------------------------------------------------
@@ -481,24 +522,28 @@ def bellman_backup(V, P, R, terminal, gamma):
     return Q.max(axis=1), Q
 
 
-# --- chapter 8: the REINFORCE loss -------------------------------------------------
-def _episode_cases(rng):
-    # (T, rewards, gamma), note
-    settings = [((6, "normal", 0.9), ""),
-                ((12, "ones", 0.99), "CartPole's reward of 1 per step"),
-                ((7, "normal", 0.5), "odd length and gamma = 0.5"),
-                ((5, "normal", 1.0), "gamma = 1"),
-                ((9, "normal", 0.0), "gamma = 0"),
-                ((8, "last", 0.9), "a reward at the last step only"),
-                ((1, "normal", 0.9), "an episode of one step"),
-                ((40, "ones", 0.99), "a longer episode")]
+# --- chapter 8: the REINFORCE loss of a batch of episodes -------------------------
+def _batch_cases(rng):
+    # (episode lengths, rewards, gamma), note
+    settings = [(((5, 3, 7), "normal", 0.9), ""),
+                (((12, 4, 9), "ones", 0.99), "CartPole's reward of 1 per step"),
+                (((7,), "normal", 0.8), "one episode"),
+                (((4, 6), "normal", 1.0), "gamma = 1"),
+                (((3, 5, 2), "normal", 0.0), "gamma = 0"),
+                (((6, 1, 5), "normal", 0.5), "an episode of one step"),
+                (((5, 8), "last", 0.9), "a reward at the last step only"),
+                (((1, 1, 1), "ones", 0.9), "one-step episodes, equal returns"),
+                (((30, 11, 23, 9), "ones", 0.99), "four longer episodes")]
     out = []
-    for (t, kind, gamma), note in settings:
+    for (lengths, kind, gamma), note in settings:
+        t = sum(lengths)
         rewards = {"normal": lambda: rng.standard_normal(t),
                    "ones": lambda: np.ones(t),
-                   "last": lambda: np.eye(t)[-1]}[kind]()
+                   "last": lambda: np.concatenate([np.eye(n)[-1] for n in lengths])}[kind]()
+        dones = np.zeros(t, dtype=bool)
+        dones[np.cumsum(lengths) - 1] = True
         log_probs = np.log(rng.uniform(0.05, 1.0, size=t))
-        out.append(Case((log_probs, rewards, gamma), note))
+        out.append(Case((log_probs, rewards, dones, gamma), note))
     return out
 
 
@@ -507,96 +552,123 @@ def _standardise(w, ddof=0, centre=True, scale=True, eps=1e-8):
     return w / (w.std(ddof=ddof) + eps) if scale else w
 
 
-def _returns(rewards, gamma, kind="to go"):
-    """Discounted returns with a known mistake ``kind``: "undiscounted",
-    "from start" (discounted from step 0, gamma^k), "so far" (the rewards
-    up to t), "total" (the whole episode's return at every step)."""
-    t = len(rewards)
-    if kind == "undiscounted":
-        return np.cumsum(rewards[::-1])[::-1]
+def _episodes(dones):
+    """The index arrays of the episodes in a stream that ``dones`` cuts."""
+    return np.split(np.arange(len(dones)), np.flatnonzero(dones)[:-1] + 1)
+
+
+def _stream_returns(rewards, dones, gamma, kind="to go"):
+    """Returns-to-go over a stream of episodes with a known mistake
+    ``kind``: "across" (the dones ignored: the discounting runs into the
+    next episode), "off by one" (the reset after the done step, as if dones
+    marked first steps), "undiscounted", "from start" (discounted from each
+    episode's first step, gamma^k)."""
+    G, g = np.zeros(len(rewards)), 0.0
+    for t in reversed(range(len(rewards))):
+        if kind == "off by one":
+            g = rewards[t] + gamma * g
+            G[t] = g
+            g = 0.0 if dones[t] else g
+            continue
+        if dones[t] and kind != "across":
+            g = 0.0
+        g = rewards[t] + (1.0 if kind == "undiscounted" else gamma) * g
+        G[t] = g
     if kind == "from start":
-        return np.cumsum((gamma ** np.arange(t) * rewards)[::-1])[::-1]
-    if kind == "so far":
-        return np.cumsum(rewards)
-    if kind == "total":
-        return np.full(t, returns_to_go(rewards, gamma)[0])
-    if kind == "from next":                   # G_t = r_(t+1) + gamma r_(t+2) + ...
-        return np.append(returns_to_go(rewards, gamma)[1:], 0.0)
-    return returns_to_go(rewards, gamma)
+        for idx in _episodes(dones):
+            k = np.arange(len(idx))
+            G[idx] = np.cumsum((gamma ** k * rewards[idx])[::-1])[::-1]
+    return G
 
 
-def _pg_variant(kind="to go", sign=1.0, reduce=np.mean, gamma_t=False, **standardise):
-    def variant(log_probs, rewards, gamma):
-        if standardise.get("ddof") and len(rewards) < 2:
+def _batch_variant(kind="to go", sign=1.0, per_episode=False, mean_of_means=False,
+                   **standardise):
+    def variant(log_probs, rewards, dones, gamma):
+        G = _stream_returns(rewards, dones, gamma, kind)
+        if standardise.get("ddof") and len(G) < 2:
             raise ValueError("no sample standard deviation of one number")
-        w = _standardise(_returns(rewards, gamma, kind), **standardise)
-        if gamma_t:                           # the derivation's factor gamma^t
-            w = w * gamma ** np.arange(len(w))
-        return -sign * reduce(w * log_probs)
+        if per_episode:
+            w = np.zeros_like(G)
+            for idx in _episodes(dones):
+                w[idx] = _standardise(G[idx], **standardise)
+        else:
+            w = _standardise(G, **standardise)
+        if mean_of_means:
+            return -sign * np.mean([np.mean(w[idx] * log_probs[idx])
+                                    for idx in _episodes(dones)])
+        return -sign * np.mean(w * log_probs)
     return variant
 
 
-@register("reinforce_loss", chapter="08-rl", args=("log_probs", "rewards", "gamma"),
-          outputs=("loss",), scalar_outputs=("loss",), cases=_episode_cases,
+@register("reinforce_loss_batch", chapter="08-rl",
+          args=("log_probs", "rewards", "dones", "gamma"),
+          outputs=("loss",), scalar_outputs=("loss",), cases=_batch_cases,
           diagnosers=[
+              Diagnoser("the return ran on across the end of an episode: "
+                        "where dones[t] is True the episode ends, so nothing "
+                        "after step t counts in G_t (the next episode's "
+                        "rewards do not follow action a_t)",
+                        variant=_batch_variant(kind="across")),
+              Diagnoser("the reset is one step off: dones[t] is True at the "
+                        "last step of an episode, so G_t = r_t there; the "
+                        "return is reset before adding r_t, not after",
+                        variant=_batch_variant(kind="off by one")),
+              Diagnoser("standardised each episode on its own: "
+                        "rl.reinforce_step standardises the returns of the "
+                        "whole batch together, so an episode that went better "
+                        "than the others gets larger weights",
+                        variant=_batch_variant(per_episode=True)),
+              Diagnoser("averaged each episode's loss, then the episodes: "
+                        "the loss is the mean over all the steps of the batch, "
+                        "so a long episode counts for more",
+                        variant=_batch_variant(mean_of_means=True)),
+              Diagnoser("standardised each episode on its own and averaged "
+                        "the episodes' losses: the returns of the whole batch "
+                        "are standardised together and the loss is the mean "
+                        "over all its steps",
+                        variant=_batch_variant(per_episode=True, mean_of_means=True)),
               Diagnoser("the returns are not discounted: G_t = r_t + gamma "
-                        "r_(t+1) + gamma^2 r_(t+2) + ...",
-                        variant=_pg_variant(kind="undiscounted")),
+                        "r_(t+1) + gamma^2 r_(t+2) + ... up to the end of the "
+                        "episode", variant=_batch_variant(kind="undiscounted")),
               Diagnoser("discounted from the start of the episode (gamma^k "
-                        "for the reward at step k): the return-to-go "
+                        "for the reward at its step k): the return-to-go "
                         "discounts from step t, gamma^(k - t)",
-                        variant=_pg_variant(kind="from start")),
-              Diagnoser("summed the rewards up to step t: the return-to-go "
-                        "G_t sums the rewards from step t to the end, those "
-                        "that followed the action", variant=_pg_variant(kind="so far")),
-              Diagnoser("every step got the same weight (the whole episode's "
-                        "return?), which the standardisation turns into 0: "
-                        "each action is weighted by the return that followed "
-                        "it, G_t", variant=_pg_variant(kind="total"),
-                        test=lambda a, g, e: g[0] is not None and g[0].shape == ()
-                        and abs(float(g[0])) < 1e-9 < abs(float(e[0]))),
-              Diagnoser("the return-to-go starts at step t + 1: G_t = r_t + "
-                        "gamma r_(t+1) + ... includes the reward r_t that "
-                        "followed action a_t", variant=_pg_variant(kind="from next")),
-              Diagnoser("weighted step t by gamma^t as well: the chapter "
-                        "derives that factor, but rl.reinforce (and this "
-                        "exercise) drops it, as most implementations do; the "
-                        "weight is the standardised G_t alone",
-                        variant=_pg_variant(gamma_t=True)),
+                        variant=_batch_variant(kind="from start")),
               Diagnoser("wrong sign: the loss is minus the weighted "
                         "log-probabilities, so that gradient descent makes "
                         "the actions followed by high returns more likely",
-                        variant=_pg_variant(sign=-1.0)),
-              Diagnoser("the returns are not standardised: the chapter "
-                        "(rl.reinforce_step) subtracts their mean and divides "
-                        "by their standard deviation plus 1e-8",
-                        variant=_pg_variant(centre=False, scale=False)),
+                        variant=_batch_variant(sign=-1.0)),
+              Diagnoser("the returns are not standardised: rl.reinforce_step "
+                        "subtracts their mean and divides by their standard "
+                        "deviation plus 1e-8",
+                        variant=_batch_variant(centre=False, scale=False)),
               Diagnoser("subtracted the mean of the returns but did not divide "
                         "by their standard deviation (plus 1e-8)",
-                        variant=_pg_variant(scale=False)),
-              Diagnoser("divided by the standard deviation of the returns but "
-                        "did not subtract their mean (the baseline)",
-                        variant=_pg_variant(centre=False)),
+                        variant=_batch_variant(scale=False)),
               Diagnoser("standardised with the sample standard deviation "
                         "(ddof=1): rl.reinforce_step uses np.std, which "
-                        "divides by T", variant=_pg_variant(ddof=1)),
+                        "divides by the number of steps", variant=_batch_variant(ddof=1)),
               Diagnoser("divided by a standard deviation of 0: when every "
-                        "return is the same (one step), add 1e-8 to the "
-                        "standard deviation, as rl.reinforce_step does",
+                        "return is the same, add 1e-8 to the standard "
+                        "deviation, as rl.reinforce_step does",
                         test=_nonfinite(0)),
-              Diagnoser("summed over the steps: the loss is the mean over "
-                        "the T steps", variant=_pg_variant(reduce=np.sum)),
           ])
-def reinforce_loss(log_probs, rewards, gamma):
-    """Exercise ``reinforce_loss(log_probs, rewards, gamma) -> loss``: the
-    REINFORCE loss of one episode, as ``nnlib.rl.reinforce_step`` computes
-    it for a batch of one episode. ``log_probs: (T,)``, log pi(a_t | s_t)
-    of the actions taken; ``rewards: (T,)``, the reward after each;
-    ``gamma`` the discount. The weights are the discounted returns-to-go
-    ``G_t = r_t + gamma r_(t+1) + ...``, standardised ``w = (G - mean(G))
-    / (std(G) + 1e-8)`` (``np.std``, ddof 0); ``loss = -mean_t w_t
-    log_probs[t]``, a number. Reference: ``nnlib.rl.returns_to_go`` and
-    ``reinforce_step``'s standardisation and loss."""
-    G = returns_to_go(rewards, gamma)
+def reinforce_loss_batch(log_probs, rewards, dones, gamma):
+    """Exercise ``reinforce_loss_batch(log_probs, rewards, dones, gamma) ->
+    loss``: the loss ``nnlib.rl.reinforce_step`` computes for a batch of
+    episodes, given as one stream of steps, the episodes one after another
+    (as a rollout buffer holds them): ``log_probs: (T,)``, log pi(a_t |
+    s_t) of the actions taken; ``rewards: (T,)``, the reward after each;
+    ``dones: (T,)`` bool, True at the last step of each episode (so
+    ``dones[-1]`` is True); ``gamma`` the discount. The weights are the
+    discounted returns-to-go within each episode, ``G_t = r_t + gamma
+    r_(t+1) + ...`` up to the episode's last step, standardised over the
+    whole batch together, ``w = (G - mean(G)) / (std(G) + 1e-8)``
+    (``np.std``, ddof 0); ``loss = -mean_t w_t log_probs[t]`` over all T
+    steps, a number. Reference: the episodes cut at the dones,
+    ``nnlib.rl.returns_to_go`` on each and ``reinforce_step``'s
+    standardisation and loss (tests/test_checker_later.py checks it
+    against ``reinforce_step``)."""
+    G = np.concatenate([returns_to_go(rewards[idx], gamma) for idx in _episodes(dones)])
     w = (G - G.mean()) / (G.std() + 1e-8)
     return -float(np.mean(w * log_probs))
