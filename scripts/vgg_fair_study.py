@@ -5,6 +5,7 @@ budget and its own learning rate chosen on validation.
 
     python scripts/vgg_fair_study.py weights   # book/weights/vgg16_symbols.pth
     python scripts/vgg_fair_study.py table     # book/data/vgg_study.json
+    python scripts/vgg_fair_study.py long      # adds long runs from scratch to it
     python scripts/vgg_fair_study.py all --tiny --out DIR   # the test's run, seconds
 
 ``weights`` pretrains ``case_study.symbols_vgg16`` on ``symbols_split`` (43
@@ -13,15 +14,21 @@ book/weights/vgg16_symbols.pth, and the features of ``small_vgg16`` without
 labels on the handwritten training images (``ssl_pretrain``, a denoising
 autoencoder) into book/weights/vgg16_ssl.pth. ``table``: for each
 label budget (10 and 50 digits per class) and each trained method, the
-learning rate is chosen on a tuning seed (``TUNE_SEED``, not one of the
-reported seeds) by validation accuracy, from a grid widened until its best
-value is inside; then every method runs on seeds 0-4 with its rate, with the
+learning rate is chosen on three tuning seeds (``TUNE_SEEDS``, none of them
+a reported seed) by mean validation accuracy, from a grid widened until no
+edge ties the best; then every method runs on seeds 0-4 with its rate, with the
 validation digits taken from inside the label budget (the main result) and,
 the other way, with the 270 validation digits outside it. The probe's C and
 depth are chosen on validation in every run; it also records each depth's
 accuracy (``by_depth``), and ``layers`` holds that of the same probe on a
-randomly initialised network (the control of the layer-by-layer figure). The file records the machine, the
-thread count and the seconds it took. Everything is seeded.
+randomly initialised network (the control of the layer-by-layer figure), on
+both networks also with their BatchNorm statistics re-estimated on the
+training digits (AdaBN). ``other_sources`` pretrains the source model twice
+more (``SOURCE_SEEDS``: other initial weights and batch order, the same
+images) and reruns the layer probes and ``SOURCE_METHODS`` on each, at the
+rates tuned on the first. ``long`` then adds to the file training from scratch
+with three times the steps, the control of the step budget. The file records the machine, the thread count and
+the seconds it took. Everything is seeded.
 """
 from __future__ import annotations
 
@@ -51,21 +58,33 @@ from nnlib.torch import case_study as cs  # noqa: E402
 from nnlib.torch import finetune  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGETS, SEEDS, TUNE_SEED = (10, 50), (0, 1, 2, 3, 4), 100
+BUDGETS, SEEDS, TUNE_SEEDS = (10, 50), (0, 1, 2, 3, 4), (100, 101, 102)
+# other pretraining runs (the initial weights and batch order of the source
+# model; the same source images): the methods that use it, rerun on each
+SOURCE_SEEDS, SOURCE_METHODS = (1, 2), ("probe", "full", "lp-ft")
+# the control of the step budget: training from scratch given this many times
+# the steps (and the patience), at its tuned rate, on the reported seeds
+LONG_FACTOR = 3
 SOURCE_PER_CLASS, SOURCE_EPOCHS, SOURCE_PATIENCE, SSL_EPOCHS = 200, 40, 5, 30
 
 
-def make_weights(out: Path, ssl_out: Path, tiny: bool = False) -> dict:
+def pretrain_source(seed: int = 0, tiny: bool = False):
+    """``symbols_vgg16(seed)`` trained on ``symbols_split``: the model and its log."""
     src = cs.symbols_split(12 if tiny else SOURCE_PER_CLASS)
-    model = cs.symbols_vgg16(seed=0)
+    model = cs.symbols_vgg16(seed=seed)
     config = finetune.TrainConfig(epochs=1 if tiny else SOURCE_EPOCHS,
-                                  patience=SOURCE_PATIENCE, shift=2, seed=0, batch_size=64)
+                                  patience=SOURCE_PATIENCE, shift=2, seed=seed, batch_size=64)
     r = finetune.fit(model, (src.X_train, src.y_train), (src.X_val, src.y_val), config,
                      progress=not tiny)
-    info = {"classes": len(cs.SYMBOLS), "train": len(src.y_train), "best_epoch": r.best_epoch,
-            "epochs_run": len(r.history), "cap": config.epochs, "val": r.best_val,
-            "test": finetune.evaluate(model, src.X_test, src.y_test)}
+    info = {"classes": len(cs.SYMBOLS), "train": len(src.y_train), "seed": seed,
+            "best_epoch": r.best_epoch, "epochs_run": len(r.history), "cap": config.epochs,
+            "val": r.best_val, "test": finetune.evaluate(model, src.X_test, src.y_test)}
     print("source task:", json.dumps(info), flush=True)
+    return model, info
+
+
+def make_weights(out: Path, ssl_out: Path, tiny: bool = False) -> dict:
+    model, info = pretrain_source(0, tiny)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out)
     split = cs.digits_split()
@@ -79,21 +98,42 @@ def make_weights(out: Path, ssl_out: Path, tiny: bool = False) -> dict:
     return info
 
 
+def layer_probes(model, start: str, split, budgets, seeds) -> list:
+    """The probe at every depth of the frozen ``model``, as saved and with its
+    BatchNorm statistics re-estimated on the training digits (AdaBN)."""
+    rows = []
+    for per_class in budgets:
+        for seed in seeds:
+            train, val = cs.budget_split(split, per_class, seed, "inside")
+            test = (split.X_test, split.y_test)
+            for adapt in (False, True):
+                for depth in cs.DEPTHS:
+                    p = cs.probe_run(model, train, val, test, depth, seed, adapt_bn=adapt)
+                    p.update(start=start + ("+adabn" if adapt else ""),
+                             per_class=per_class, seed=seed)
+                    rows.append(p)
+    return rows
+
+
 def make_table(source_path: Path, ssl_path: Path, out: Path, tiny: bool = False,
                source_info=None) -> None:
     split = cs.digits_split()
     source = torch.load(source_path, weights_only=True)
     ssl = torch.load(ssl_path, weights_only=True)
     budgets, seeds = ((5,), (0,)) if tiny else (BUDGETS, SEEDS)
+    tune_seeds = TUNE_SEEDS[:1] if tiny else TUNE_SEEDS
+    source_seeds = SOURCE_SEEDS[:1] if tiny else SOURCE_SEEDS
     steps = 8 if tiny else cs.STEPS
     trained = [m for m in cs.STUDY_METHODS if m != "probe"]
     start, tuning, runs, layers = time.perf_counter(), [], [], []
+    rates = {}
     for per_class in budgets:
         for method in trained:
             grid = cs.LR_GRIDS[method][:2] if tiny else None
-            t = cs.tune(method, split, per_class, TUNE_SEED, source, grid=grid, ssl_state=ssl,
-                        steps=steps)
+            t = cs.tune(method, split, per_class, tune_seeds, source, grid=grid,
+                        ssl_state=ssl, steps=steps)
             tuning.append(t)
+            rates[method, per_class] = t["lr"]
             print(json.dumps(t), flush=True)
             for seed in seeds:
                 for val_mode in ("inside", "outside"):
@@ -106,14 +146,23 @@ def make_table(source_path: Path, ssl_path: Path, out: Path, tiny: bool = False,
                 r = cs.study_run("probe", split, per_class, seed, None, source, val_mode)
                 runs.append(r)
                 print(json.dumps(r), flush=True)
-            train, val = cs.budget_split(split, per_class, seed, "inside")
-            test = (split.X_test, split.y_test)
-            model = cs.study_model("scratch", seed, None)    # the random control
-            for depth in cs.DEPTHS:
-                p = cs.probe_run(model, train, val, test, depth, seed)
-                p.update(start="random", per_class=per_class, seed=seed)
-                layers.append(p)
-            print(f"layers: budget {per_class}, seed {seed} done", flush=True)
+    for seed in seeds:            # the random controls: one network per seed
+        random = cs.study_model("scratch", seed, None)
+        layers += layer_probes(random, "random", split, budgets, (seed,))
+    layers += layer_probes(cs.study_model("probe", 0, source), "symbols", split, budgets,
+                           seeds)
+    print("layer probes done", flush=True)
+    others = []                   # the same pretraining, other seeds
+    for source_seed in source_seeds:
+        model, info = pretrain_source(source_seed, tiny)
+        other = model.state_dict()
+        info["layers"] = layer_probes(cs.study_model("probe", 0, other), "symbols", split,
+                                      budgets, seeds)
+        info["runs"] = [cs.study_run(m, split, per_class, seed, rates.get((m, per_class)),
+                                     other, "inside", steps=steps)
+                        for m in SOURCE_METHODS for per_class in budgets for seed in seeds]
+        others.append(info)
+        print(f"source seed {source_seed} done", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "made_by": "python scripts/vgg_fair_study.py table",
@@ -123,15 +172,37 @@ def make_table(source_path: Path, ssl_path: Path, out: Path, tiny: bool = False,
         "kernels": f"ATen {os.environ.get('ATEN_CPU_CAPABILITY', 'default')}, NumPy BLAS "
                    f"threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}",
         "steps": steps, "patience_steps": cs.PATIENCE_STEPS * steps // cs.STEPS,
-        "tune_seed": TUNE_SEED,
-        "source": source_info, "tuning": tuning, "runs": runs, "layers": layers},
-        indent=1) + "\n")
+        "tune_seeds": list(tune_seeds),
+        "source": source_info, "tuning": tuning, "runs": runs, "layers": layers,
+        "other_sources": others}, indent=1) + "\n")
     print(f"wrote {out} ({len(runs)} runs)")
+
+
+def add_long_scratch(table: Path, tiny: bool = False) -> None:
+    """Rerun training from scratch with ``LONG_FACTOR`` times the steps and
+    patience, both budgets, both validation modes, seeds 0-4, at the rates
+    the study tuned, and add the rows to ``table`` as ``long_scratch``."""
+    study = json.loads(table.read_text())
+    split = cs.digits_split()
+    rates = {t["per_class"]: t["lr"] for t in study["tuning"] if t["method"] == "scratch"}
+    seeds = sorted({r["seed"] for r in study["runs"]})
+    start, rows = time.perf_counter(), []
+    for per_class, lr in sorted(rates.items()):
+        for seed in seeds:
+            for val_mode in ("inside", "outside"):
+                r = cs.study_run("scratch", split, per_class, seed, lr, None, val_mode,
+                                 steps=LONG_FACTOR * study["steps"])
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+    study["long_scratch"] = {"factor": LONG_FACTOR, "steps": LONG_FACTOR * study["steps"],
+                             "seconds": round(time.perf_counter() - start), "runs": rows}
+    table.write_text(json.dumps(study, indent=1) + "\n")
+    print(f"added {len(rows)} long runs from scratch to {table}")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["weights", "table", "all"])
+    p.add_argument("what", choices=["weights", "table", "all", "long"])
     p.add_argument("--tiny", action="store_true",
                    help="a few images, one epoch, one budget of 5 and one seed: a test of "
                         "the whole pipeline in seconds")
@@ -152,6 +223,8 @@ def main(argv=None):
         if info is None and info_path.exists():
             info = json.loads(info_path.read_text())
         make_table(weights, ssl, table, args.tiny, info)
+    if args.what in ("long", "all"):
+        add_long_scratch(table, args.tiny)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,34 @@ def test_the_grid_widens_until_the_choice_is_inside():
     assert best == 9 == grid[-1]
     best, grid, _ = cs._choose((20, 30, 40), score)
     assert grid[0] < best < grid[-1] and best == pytest.approx(20 / 3)
-    assert cs._choose((1, 2, 3), lambda v: 0.5)[:2] == (2, (1, 2, 3))  # ties: middle
+    flat = lambda v: 0.5                                     # every value ties
+    best, grid, scores = cs._choose((1, 2, 3), flat, max_widen=1)
+    assert best == 2 and grid == (1 / 3, 1, 2, 3, 9) and cs.edge_tied(grid, scores)
+
+
+def test_an_edge_that_ties_the_best_widens_the_grid():
+    score = lambda v: min(v, 3)            # 3 and everything above tie
+    best, grid, scores = cs._choose((1, 2, 3), score)
+    assert grid == (1, 2, 3, 9, 27, 81) and best == 9   # lower middle of 3, 9, 27, 81
+    assert cs.edge_tied(grid, scores)                      # ran out: recorded
+    peak = lambda v: {1: 0.5, 2: 0.9, 3: 0.9, 9: 0.6}.get(v, 0.0)
+    best, grid, scores = cs._choose((1, 2, 3), peak)
+    assert grid == (1, 2, 3, 9) and best == 2 and not cs.edge_tied(grid, scores)
+
+
+def test_refresh_batchnorm_sets_the_statistics_of_the_images(split):
+    model = cs.small_vgg16(0)
+    X = split.X_train[:40]
+    first = model.features[1]                      # BatchNorm after conv 1
+    assert isinstance(first, torch.nn.BatchNorm2d)
+    with torch.no_grad():
+        z = model.features[0](torch.as_tensor(X))
+    cs.refresh_batchnorm(model, X)
+    assert not model.training and first.momentum == 0.1     # put back
+    np.testing.assert_allclose(first.running_mean, z.mean((0, 2, 3)), atol=1e-6)
+    np.testing.assert_allclose(first.running_var, z.var((0, 2, 3)), rtol=1e-5)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        cs.refresh_batchnorm(torch.nn.Linear(2, 2), X)
 
 
 def test_depth_features_shapes(split):
@@ -180,5 +207,12 @@ def test_the_study_script_runs_end_to_end(tmp_path):
     assert all(r["lr"] is not None and r["cap"] >= r["best_epoch"] >= 1 for r in trained)
     probes = [r for r in saved["runs"] if r["method"] == "probe"]
     assert all(set(r["by_depth"]) == set(cs.DEPTHS) for r in probes)
-    assert {p["start"] for p in saved["layers"]} == {"random"}
+    assert {p["start"] for p in saved["layers"]} == {"random", "random+adabn", "symbols",
+                                                      "symbols+adabn"}
+    long = saved["long_scratch"]
+    assert long["steps"] == 3 * saved["steps"] and {r["method"] for r in long["runs"]} == {
+        "scratch"}
+    (other,) = saved["other_sources"]
+    assert other["seed"] == 1 and {r["method"] for r in other["runs"]} == {"probe", "full",
+                                                                         "lp-ft"}
     assert {p["depth"] for p in saved["layers"]} == set(cs.DEPTHS)

@@ -198,7 +198,7 @@ DEPTHS = ("block3", "block4", "block5", "fc1", "fc2")
 
 #: Steps every trained method gets, the patience in steps (rounded up to whole
 #: epochs), the LoRA rank, and the share of a label budget kept for validation.
-STEPS, PATIENCE_STEPS, LORA_RANK, VAL_SHARE = 400, 100, 4, 0.2
+STEPS, PATIENCE_STEPS, LORA_RANK, VAL_SHARE = 800, 200, 4, 0.2
 
 
 def printed_symbols(n_per_class: int, seed: int = 0, noise: float = 0.05, side: int = 32):
@@ -274,6 +274,28 @@ def study_schedule(n_train: int, steps: int | None = None) -> dict:
 
 
 @torch.no_grad()
+def refresh_batchnorm(model: nn.Module, X) -> nn.Module:
+    """Re-estimate every BatchNorm layer's running mean and variance on the
+    images ``X`` (one pass in training mode, no labels, no weight changes),
+    as AdaBN (Li et al., 2016) does for a new domain. Returns ``model`` in
+    eval mode, its statistics those of ``X``."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        raise ValueError("refresh_batchnorm: expected a model with BatchNorm layers, got none")
+    if len(X) < 2:
+        raise ValueError(f"refresh_batchnorm: expected at least 2 images, got {len(X)}")
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = 1.0                  # the running stats become this batch's
+    model.train()
+    model(torch.as_tensor(X))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return model.eval()
+
+
+@torch.no_grad()
 def depth_features(model, X, depth: str, batch_size: int = 256) -> np.ndarray:
     """The frozen ``model``'s activations at ``depth`` (one of ``DEPTHS``), in
     eval mode, flattened to ``(N, features)``."""
@@ -292,21 +314,19 @@ def depth_features(model, X, depth: str, batch_size: int = 256) -> np.ndarray:
                            for i in range(0, len(X), batch_size)])
 
 
-def _widen(grid: tuple, best, factor: float) -> tuple | None:
-    """The grid widened by one value at the edge where ``best`` lies, or
-    ``None`` when ``best`` is inside."""
-    if best == grid[0]:
-        return (grid[0] / factor,) + tuple(grid)
-    if best == grid[-1]:
-        return tuple(grid) + (grid[-1] * factor,)
-    return None
+def _widen(grid: tuple, tied, factor: float) -> tuple | None:
+    """The grid widened by one value at each of its edges that is among the
+    ``tied`` best values, or ``None`` when neither edge is."""
+    low = (grid[0] / factor,) if grid[0] in tied else ()
+    high = (grid[-1] * factor,) if grid[-1] in tied else ()
+    return low + tuple(grid) + high if low or high else None
 
 
 def _choose(grid, score, factor: float = 3.0, max_widen: int = 3):
-    """Evaluate ``score(value)`` on ``grid``, widening it while the best value
-    is at an edge (at most ``max_widen`` times). Returns ``(best value, grid,
-    scores)``; of tied values, the middle one (the lower of two). The best
-    is at the edge only if the widening ran out, which the caller records."""
+    """Evaluate ``score(value)`` on ``grid``, widening it while an edge value
+    scores as well as the best (at most ``max_widen`` times). Returns ``(best
+    value, grid, scores)``; of tied values, the middle one (the lower of two).
+    An edge ties the best only if the widening ran out (``edge_tied``)."""
     grid, scores = tuple(grid), {}
     for round_ in range(max_widen + 1):
         for v in grid:
@@ -315,19 +335,34 @@ def _choose(grid, score, factor: float = 3.0, max_widen: int = 3):
         top = max(scores[v] for v in grid)
         tied = [v for v in grid if scores[v] == top]
         best = tied[(len(tied) - 1) // 2]           # ties: the middle one
-        wider = _widen(grid, best, factor)
+        wider = _widen(grid, tied, factor)
         if wider is None or round_ == max_widen:
             break
         grid = wider
     return best, grid, scores
 
 
-def probe_run(model, train, val, test, depth: str, seed: int = 0) -> dict:
+def edge_tied(grid, scores) -> bool:
+    """Whether an edge of ``grid`` scores as well as its best value: the
+    search could not tell that a value beyond the grid is not better."""
+    top = max(scores[v] for v in grid)
+    return scores[grid[0]] == top or scores[grid[-1]] == top
+
+
+def probe_run(model, train, val, test, depth: str, seed: int = 0,
+              adapt_bn: bool = False) -> dict:
     """A linear probe at ``depth``: logistic regression (scikit-learn) on the
     standardized frozen features, its C chosen on ``val`` (grid ``C_GRID``,
-    widened tenfold at an edge). Returns validation and test accuracy, C."""
+    widened tenfold at an edge). ``adapt_bn``: first re-estimate a copy's
+    BatchNorm statistics on the training images (``refresh_batchnorm``, no
+    labels used). Returns validation and test accuracy, C."""
+    import copy
+
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+
+    if adapt_bn:
+        model = refresh_batchnorm(copy.deepcopy(model), train[0])
 
     F_tr, F_va, F_te = (depth_features(model, X, depth) for X in (train[0], val[0], test[0]))
     scaler = StandardScaler().fit(F_tr)
@@ -340,7 +375,7 @@ def probe_run(model, train, val, test, depth: str, seed: int = 0) -> dict:
 
     C, grid, scores = _choose(C_GRID, score, factor=10.0, max_widen=2)
     return {"val": float(scores[C]), "test": float(fitted[C].score(F_te, test[1])),
-            "C": C, "at_edge": C in (grid[0], grid[-1]), "depth": depth}
+            "C": C, "at_edge": edge_tied(grid, scores), "depth": depth}
 
 
 def study_model(method: str, seed: int, source_state: dict | None,
@@ -412,16 +447,25 @@ def study_run(method: str, split, per_class: int, seed: int, lr: float | None = 
     return out
 
 
-def tune(method: str, split, per_class: int, seed: int, source_state: dict | None,
+def tune(method: str, split, per_class: int, seeds, source_state: dict | None,
          val_mode: str = "inside", grid: tuple | None = None,
          ssl_state: dict | None = None, steps: int | None = None) -> dict:
-    """The learning rate of ``method`` chosen by validation accuracy on
-    ``seed``'s budget split, from ``LR_GRIDS[method]`` (or ``grid``), widened
-    threefold while the best is at an edge. Returns ``lr``, the grid, each
-    rate's validation accuracy and whether the choice is at the grid's edge."""
-    lr, grid, scores = _choose(grid or LR_GRIDS[method], lambda v: study_run(
-        method, split, per_class, seed, v, source_state, val_mode,
-        ssl_state=ssl_state, steps=steps)["val"])
-    return {"method": method, "per_class": per_class, "seed": seed, "val_mode": val_mode,
-            "lr": lr, "grid": list(grid), "val": {str(k): v for k, v in sorted(scores.items())},
-            "at_edge": lr in (grid[0], grid[-1])}
+    """The learning rate of ``method`` chosen by validation accuracy averaged
+    over the budget splits of ``seeds`` (tuning seeds, none of them a reported
+    one), from ``LR_GRIDS[method]`` (or ``grid``), widened threefold while an
+    edge ties the best. Returns ``lr``, the grid, each rate's mean and
+    per-seed validation accuracy and whether an edge still ties the best."""
+    seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds)
+    by_seed = {}
+
+    def score(v):
+        by_seed[v] = [study_run(method, split, per_class, s, v, source_state, val_mode,
+                                ssl_state=ssl_state, steps=steps)["val"] for s in seeds]
+        return float(np.mean(by_seed[v]))
+
+    lr, grid, scores = _choose(grid or LR_GRIDS[method], score)
+    return {"method": method, "per_class": per_class, "seeds": list(seeds),
+            "val_mode": val_mode, "lr": lr, "grid": list(grid),
+            "val": {str(k): v for k, v in sorted(scores.items())},
+            "val_by_seed": {str(k): v for k, v in sorted(by_seed.items())},
+            "at_edge": edge_tied(grid, scores)}
