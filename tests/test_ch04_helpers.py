@@ -77,3 +77,73 @@ def test_final_train_loss_trains_and_is_reproducible():
     assert not net.training                       # left in evaluation mode
     assert run(3e-2)[1] == after                  # same seed, same number
     assert run(1e-2)[1] != after
+
+
+def test_recompute_bn_stats_sets_the_statistics_of_all_of_X():
+    """After training, each batch-norm layer's running statistics become the
+    mean and unbiased variance of its own input over all of X (computed here
+    layer by layer in evaluation mode, with the layers below already
+    re-estimated); no parameter changes, the momentum is restored, and the
+    model is left in evaluation mode."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((48, 1, 8, 8))
+    y = rng.integers(0, 10, 48)
+    net = nnlib.models.conv_stack(2, False, rng=np.random.default_rng(0))
+    stale = final_train_loss(net, X, y, 3e-2, epochs=3, batch_size=16, seed=1)
+    before = _params(net)
+    bn_layers = [m for _, m in net.named_modules()
+                 if isinstance(m, nnlib.BatchNorm2d)]
+    old_mean = [m.running_mean.copy() for m in bn_layers]
+    nnlib.train.recompute_bn_stats(net, X)
+    assert not net.training
+    assert all(np.array_equal(u, v) for u, v in zip(before, _params(net)))
+    assert all(m.momentum == 0.1 for m in bn_layers)
+    h, seen = X, 0
+
+    def walk(module, h):
+        nonlocal seen
+        if isinstance(module, nnlib.BatchNorm2d):
+            m = h.size // h.shape[1]
+            assert np.allclose(module.running_mean, h.mean(axis=(0, 2, 3)),
+                               rtol=0, atol=1e-12)
+            assert np.allclose(module.running_var,
+                               h.var(axis=(0, 2, 3)) * m / (m - 1),
+                               rtol=1e-12, atol=1e-12)
+            seen += 1
+            mu = h.mean(axis=(0, 2, 3), keepdims=True)  # as the pass saw it:
+            var = h.var(axis=(0, 2, 3), keepdims=True)  # batch statistics
+            w = module.weight.data[:, None, None]
+            return (h - mu) / np.sqrt(var + module.eps) * w \
+                + module.bias.data[:, None, None]
+        return module.forward(h)
+
+    with nnlib.no_grad():
+        for layer in net:
+            for sub in (layer if isinstance(layer, nnlib.Sequential)
+                        else [layer]):
+                h = walk(sub, h)
+    assert seen == len(bn_layers) == 3
+    # the training-time running means lagged: re-estimating changed them
+    assert any(not np.allclose(a, m.running_mean)
+               for a, m in zip(old_mean, bn_layers))
+    fresh = evaluate_loss(net, nnlib.CrossEntropyLoss(), X, y)
+    assert fresh != stale
+
+
+def test_final_train_loss_recompute_bn_is_recompute_then_evaluate():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((48, 1, 8, 8))
+    y = rng.integers(0, 10, 48)
+
+    def net():
+        return nnlib.models.conv_stack(1, True, rng=np.random.default_rng(2))
+
+    a = net()
+    stale = final_train_loss(a, X, y, 3e-2, epochs=3, batch_size=16, seed=1)
+    nnlib.train.recompute_bn_stats(a, X)
+    by_hand = evaluate_loss(a, nnlib.CrossEntropyLoss(), X, y)
+    b = net()
+    fresh = final_train_loss(b, X, y, 3e-2, epochs=3, batch_size=16, seed=1,
+                             recompute_bn=True)
+    assert fresh == by_hand and fresh != stale
+    assert not b.training

@@ -26,7 +26,7 @@ from .module import Module, no_grad
 from .random import get_rng
 
 __all__ = ["fit", "History", "accuracy", "predict", "evaluate_loss", "progress_bar",
-           "final_train_loss",
+           "final_train_loss", "recompute_bn_stats",
            "DivergenceError"]
 
 
@@ -186,12 +186,43 @@ def fit(model: Module, loss_fn, optimizer, X, y, epochs: int, batch_size: int = 
     return hist
 
 
+def recompute_bn_stats(model: Module, X) -> Module:
+    """Set the running mean and variance of every batch-norm layer of
+    ``model`` that tracks them to the statistics of its input over all of
+    ``X`` ("precise BN"), then leave ``model`` in evaluation mode.
+
+    One forward pass over ``X`` as a single batch in training mode, with
+    momentum 1 for that pass and no gradients kept, so no weight changes:
+    each layer then normalises with the statistics of the whole of ``X`` at
+    the current weights, where the running averages of training lag behind
+    weights that kept moving. (The running variance is the unbiased one, as
+    in training.) ``X: (N, ...)``, what ``model`` takes; returns ``model``.
+    """
+    from .layers.norm import _BatchNorm
+    bns = [m for _, m in model.named_modules()
+           if isinstance(m, _BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in bns]
+    model.train()
+    try:
+        for m in bns:
+            m.momentum = 1.0
+        with no_grad():
+            model.forward(X)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.eval()
+    return model
+
+
 def final_train_loss(model: Module, X, y, lr: float, epochs: int, batch_size: int = 64,
-                     seed: int = 0) -> float:
+                     seed: int = 0, recompute_bn: bool = False) -> float:
     """Train ``model`` in place with ``Adam(lr)`` on the cross-entropy for
     ``epochs`` epochs of mini-batches of ``batch_size`` (batch order from
     ``np.random.default_rng(seed)``), then return the cross-entropy on all of
-    ``(X, y)`` in evaluation mode (batch norm with its running statistics).
+    ``(X, y)`` in evaluation mode (batch norm with its running statistics;
+    with ``recompute_bn``, those are first set to the statistics of all of
+    ``X`` at the final weights, by ``recompute_bn_stats``).
 
     The measure of an optimisation comparison (chapter 4b): the loss the
     training reached on the data it trained on, the same number of steps for
@@ -202,4 +233,6 @@ def final_train_loss(model: Module, X, y, lr: float, epochs: int, batch_size: in
     fit(model, CrossEntropyLoss(), Adam(model.parameters(), lr), X, y, epochs=epochs,
         batch_size=batch_size, rng=np.random.default_rng(seed), progress=False,
         classification=False)
+    if recompute_bn:
+        recompute_bn_stats(model, X)
     return evaluate_loss(model, CrossEntropyLoss(), X, y)
