@@ -4,7 +4,10 @@ Gradients against central differences and against the same model written in
 PyTorch (float64: forward, every parameter gradient); decoding: beam=1 is
 greedy, a beam wide enough to keep every hypothesis finds the exhaustive
 argmax, and wider beams find sequences at least as probable as greedy's on
-random small models; bad input is rejected with a message."""
+random small models; bad input is rejected with a message; corpus BLEU
+against hand-computed examples (clipping by the largest count over several
+references, the brevity penalty with the closest reference length, counts
+pooled over the corpus), and against NLTK where it is installed."""
 import itertools
 
 import numpy as np
@@ -392,3 +395,69 @@ def test_greedy_agrees_with_teacher_forcing_until_its_first_mistake():
         assert np.array_equal(S.first_error(forced, tgt), k)
         for i in rows:
             assert np.array_equal(free[i, :k[i] + 1], forced[i, :k[i] + 1])
+
+
+# --- BLEU: hand-computed examples ------------------------------------------------
+def test_bleu_clips_by_the_largest_count_over_the_references():
+    # Papineni et al. (2002), section 2.1: "the" occurs 7 times in the output,
+    # twice in reference 1 and once in reference 2, so it is credited
+    # max(2, 1) = 2 times (the sum, 3, would be wrong): p_1 = 2/7; the output
+    # has 7 tokens and the closest reference length is 7, so BP = 1
+    out = "the the the the the the the".split()
+    refs = ["the cat is on the mat".split(), "there is a cat on the mat".split()]
+    assert S.corpus_bleu([out], [refs], max_n=1) == pytest.approx(2 / 7, abs=1e-15)
+    assert S.corpus_bleu([out], [refs[::-1]], max_n=1) == pytest.approx(2 / 7, abs=1e-15)
+    assert S.corpus_bleu([out], [refs], max_n=2) == 0.0     # no bigram matches
+
+
+def test_bleu_brevity_penalty_and_one_reference():
+    # the chapter's exercise: 4 x "the" against "the cat is on the mat":
+    # p_1 = 2/4, c = 4, r = 6, BP = exp(1 - 6/4), unigram BLEU = exp(-1/2) / 2
+    out, ref = "the the the the".split(), "the cat is on the mat".split()
+    assert S.corpus_bleu([out], [[ref]], max_n=1) == pytest.approx(
+        0.5 * np.exp(-0.5), rel=1e-14)
+    assert S.corpus_bleu([out], [[ref]]) == 0.0             # p_4 = 0
+    assert S.corpus_bleu([ref], [[ref]]) == 1.0             # the reference itself
+
+
+def test_bleu_pools_counts_over_the_corpus_and_picks_the_closest_length():
+    # output 1 "a b c" vs "a b d": unigrams 2 of 3, bigrams 1 of 2 ("a b");
+    # output 2 "a a" vs "a b" and "a a b": "a" clipped at max(1, 2) = 2, so
+    # 2 of 2; bigram "a a" max(0, 1) = 1, 1 of 1. Pooled: p_1 = 4/5,
+    # p_2 = 2/3; c = 5, r = 3 + 2 (closest lengths): BLEU = sqrt(4/5 * 2/3)
+    outs = [[1, 2, 3], np.array([1, 1])]
+    refs = [[[1, 2, 4]], [np.array([1, 2]), [1, 1, 2]]]
+    assert S.corpus_bleu(outs, refs, max_n=2) == pytest.approx(
+        np.sqrt(4 / 5 * 2 / 3), rel=1e-14)
+    # not the mean of the two sentences' scores: sqrt(2/3 * 1/2) and 1
+    assert S.corpus_bleu(outs, refs, max_n=2) != pytest.approx(
+        (np.sqrt(1 / 3) + 1) / 2)
+    # effective reference length: references of 1 and 3 tokens are equally
+    # close to an output of 2; the shorter counts, r = 1 < c = 2, so BP = 1
+    # (the longer, r = 3, would give exp(1 - 3/2))
+    assert S.corpus_bleu([["a", "b"]], [[["a"], ["a", "b", "c"]]],
+                         max_n=1) == 1.0
+    # a shorter output than its closest reference: BP = exp(1 - 3/2)
+    assert S.corpus_bleu([["a", "b"]], [[["a", "b", "c"]]], max_n=1) == \
+        pytest.approx(np.exp(-0.5), rel=1e-14)
+
+
+def test_bleu_matches_nltk_where_installed():
+    nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
+    rng = np.random.default_rng(0)
+    outs = [list(rng.integers(0, 4, rng.integers(4, 9))) for _ in range(20)]
+    refs = [[list(rng.integers(0, 4, rng.integers(4, 9)))
+             for _ in range(rng.integers(1, 4))] for _ in range(20)]
+    assert S.corpus_bleu(outs, refs) == pytest.approx(
+        nltk_bleu.corpus_bleu(refs, outs), rel=1e-12)
+
+
+def test_bleu_rejects_bad_input_with_a_message():
+    with pytest.raises(ValueError, match="one list of references per output"):
+        S.corpus_bleu([[1, 2]], [])
+    with pytest.raises(ValueError, match=r"references\[0\]"):
+        S.corpus_bleu([[1, 2]], [[]])
+    with pytest.raises(ValueError, match="a list of them"):
+        S.corpus_bleu([[1, 2]], [[1, 2]])     # a sequence, not a list of them
+    with pytest.raises(ValueError, match="max_n"):
+        S.corpus_bleu([[1]], [[[1]]], max_n=0)

@@ -29,10 +29,14 @@ stop a sequence at ``<eos>`` (included in the returned sequence) or after
 ``max_len`` tokens, and return a ``Decoded(sequences, log_probs)``. All
 sequences of one batch share one source length (bucket by length to train
 on several).
+
+Scoring outputs that have many right forms: ``corpus_bleu`` (BLEU, Papineni
+et al., 2002) against one or more references per output.
 """
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
@@ -46,7 +50,7 @@ from ._checks import positive_int as _positive_int
 
 __all__ = ["GRUCell", "AdditiveAttention", "Seq2Seq", "Decoded", "shift_right",
            "sequence_log_prob", "greedy", "beam_search", "pad_sequences",
-           "first_error"]
+           "first_error", "corpus_bleu"]
 
 
 def _token_array(x, where, name, vocab, ndim=2):
@@ -516,3 +520,63 @@ def first_error(pred, tgt) -> np.ndarray:
                          f"got {pred.shape} and {tgt.shape}")
     wrong = pred != tgt
     return np.where(wrong.any(axis=1), wrong.argmax(axis=1), tgt.shape[1])
+
+
+def _ngrams(seq, n):
+    """Counter of the n-grams (tuples of n consecutive tokens) of ``seq``."""
+    return Counter(tuple(seq[i:i + n]) for i in range(len(seq) - n + 1))
+
+
+def corpus_bleu(outputs, references, max_n: int = 4) -> float:
+    """Corpus-level BLEU (Papineni et al., 2002), without smoothing.
+
+    ``outputs``: a list of N token sequences (lists or 1-D arrays of any
+    hashable tokens: ids or words); ``references``: a list of N lists, the
+    one or more reference sequences of each output. -> a float in [0, 1]::
+
+        BLEU = BP * exp(mean over n = 1..max_n of ln p_n)
+        p_n  = sum over outputs of the clipped n-gram matches
+               / sum over outputs of their n-grams
+        BP   = min(1, exp(1 - r / c))
+
+    Clipping: an n-gram of an output is credited at most as many times as
+    it occurs in the one reference of that output that has it most often
+    (the largest of its counts over the references, not their sum). ``c``
+    is the outputs' total length; ``r``, the *effective reference length*,
+    adds up, for each output, the length of its reference closest in length
+    to it (the shorter of two equally close). The counts are pooled over the
+    corpus before the ratios are taken; the score is 0 when some ``p_n`` is
+    0 (no n-gram of that order matches anywhere), as in Papineni et al.
+    """
+    max_n = _positive_int("corpus_bleu", "max_n", max_n)
+    outputs, references = list(outputs), list(references)
+    if len(outputs) != len(references):
+        raise ValueError(f"corpus_bleu: expected one list of references per "
+                         f"output, got {len(outputs)} outputs and "
+                         f"{len(references)} lists of references")
+    match, total = np.zeros(max_n), np.zeros(max_n)
+    c = r = 0
+    for i, (out, refs) in enumerate(zip(outputs, references)):
+        if isinstance(refs, np.ndarray) or not isinstance(refs, (list, tuple)) \
+                or len(refs) == 0:
+            raise ValueError(f"corpus_bleu: expected references[{i}] to be a "
+                             f"non-empty list of reference sequences, got "
+                             f"{refs!r}")
+        if any(np.ndim(ref) != 1 for ref in refs) or np.ndim(out) != 1:
+            raise ValueError(f"corpus_bleu: expected outputs[{i}] to be a "
+                             f"sequence of tokens and references[{i}] a list "
+                             f"of them, got {out!r} and {refs!r}")
+        out, refs = list(out), [list(ref) for ref in refs]
+        c += len(out)
+        r += min((abs(len(ref) - len(out)), len(ref)) for ref in refs)[1]
+        for n in range(1, max_n + 1):
+            counts = _ngrams(out, n)
+            most = Counter()                    # max count over references
+            for ref in refs:
+                most |= _ngrams(ref, n)
+            match[n - 1] += sum(min(k, most[g]) for g, k in counts.items())
+            total[n - 1] += max(len(out) - n + 1, 0)
+    if c == 0 or np.any(match == 0):
+        return 0.0
+    bp = min(1.0, math.exp(1 - r / c))
+    return float(bp * math.exp(np.mean(np.log(match / total))))
