@@ -22,7 +22,7 @@ pytestmark = pytest.mark.book
 CHAPTERS = {"04-cnn": ["conv2d_forward", "maxpool_backward"],
             "04b-modern-cnns": ["batchnorm2d_backward", "global_avg_pool_backward"],
             "05-rnn": ["rnn_step_backward", "lstm_step_forward"],
-            "05c-attention": ["attention_forward"]}
+            "05c-attention": ["attention_forward", "attention_backward"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
 
 
@@ -191,6 +191,29 @@ def _att(scale="sqrt", invert=False, mask_on=True, axis=-1, stable=True,
     return f
 
 
+def _attb(scale="sqrt", jacobian="full", axis=-1, dv_t=True, dk_t=True,
+          dq_t=False, recompute=False):
+    def f(dout, Q, K, V, A):
+        d = Q.shape[-1]
+        c = {"sqrt": 1 / np.sqrt(d), "none": 1.0, "d": 1 / d}[scale]
+        if recompute:             # the weights again from Q and K, no mask
+            S = Q @ K.transpose(0, 2, 1) * c
+            A = np.exp(S - S.max(-1, keepdims=True))
+            A = A / A.sum(-1, keepdims=True)
+        dV = A.transpose(0, 2, 1) @ dout if dv_t else A @ dout
+        dA = dout @ V.transpose(0, 2, 1)
+        if jacobian == "full":
+            dS = A * (dA - np.sum(dA * A, axis=axis, keepdims=True))
+        elif jacobian == "none":
+            dS = dA
+        else:
+            dS = A * dA
+        dQ = (dS.transpose(0, 2, 1) if dq_t else dS) @ K * c
+        dK = (dS.transpose(0, 2, 1) if dk_t else dS) @ Q * c
+        return dQ, dK, dV
+    return f
+
+
 # name -> [(wrong answer, words the diagnosis must contain)]
 WRONG = {
     "conv2d_forward": [
@@ -264,6 +287,16 @@ WRONG = {
         (_att(fill=0.0), "the masked scores were set to 0"),
         (_att(after=True), "masked the weights after the softmax"),
     ],
+    "attention_backward": [
+        (_attb(scale="none"), "the scale is left out"),
+        (_attb(scale="d"), "divided by d"),
+        (_attb(jacobian="none"), "without the softmax's Jacobian"),
+        (_attb(jacobian="A*dA"), "left out the softmax's row-sum term"),
+        (_attb(axis=-2), "row sum runs over the queries"),
+        (_attb(dv_t=False), "dV is not transposed"),
+        (_attb(dk_t=False), "dK is not transposed"),
+        (_attb(dq_t=True), "dQ uses dS transposed"),
+    ],
 }
 
 
@@ -321,6 +354,9 @@ def test_a_correct_answer_written_differently_passes():
     assert run("lstm_step_forward", _lstm())
     assert run("attention_forward", _att())
     assert run("attention_forward", _att(fill=-1e9))    # -inf or very negative
+    assert run("attention_backward", _attb())
+    # the weights recomputed without the mask are wrong where a mask was
+    assert not run("attention_backward", _attb(recompute=True))
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -472,6 +508,16 @@ def test_references_agree_with_torch():
         _close(got[0], out)
         _close(got[0], weights @ v)
         _close(got[1], weights)
+    for case in ex.get("attention_backward").cases(np.random.default_rng(0)):
+        dout, Q, K, V, A = case.args
+        q, k, v = (t(a) for a in (Q, K, V))
+        s = q @ k.transpose(1, 2) / Q.shape[-1] ** 0.5
+        s = s.masked_fill(torch.tensor(A == 0), float("-inf"))
+        weights = torch.softmax(s, dim=-1)
+        _close(weights.detach(), A)
+        (weights @ v).backward(torch.tensor(dout))
+        for mine, leaf in zip(ref.attention_backward(*case.args), (q, k, v)):
+            _close(mine, leaf.grad)
 
 
 def test_every_registered_exercise_is_tested_by_one_of_the_checker_files():

@@ -1,7 +1,7 @@
 """The exercises of chapters 4 and 5: a convolution, a pooling layer's
 backward pass, the backward passes of batch normalisation of feature maps
 and of global average pooling (section 4b), one step of a recurrent cell and of an
-LSTM, and one head of attention, checked against nnlib's own.
+LSTM, and one head of attention forward and backward, checked against nnlib's own.
 
 Each function here is the reference of the exercise of the same name; its
 docstring is the exercise's contract (arguments, shapes, layouts, what to
@@ -24,6 +24,7 @@ exercise                      chapter          returns
 ``rnn_step_backward``         05-rnn           ``(dx, dh_prev, dW_ih, dW_hh, db)``
 ``lstm_step_forward``         05-rnn           ``(h, c)``
 ``attention_forward``         05c-attention    ``(out, weights)``
+``attention_backward``        05c-attention    ``(dQ, dK, dV)``
 ============================  ===============  ===================================
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from ._core import ATOL, RTOL, Case, Diagnoser, register
 
 __all__ = ["conv2d_forward", "maxpool_backward", "batchnorm2d_backward",
            "global_avg_pool_backward", "rnn_step_backward", "lstm_step_forward",
-           "attention_forward"]
+           "attention_forward", "attention_backward"]
 
 
 # --- chapter 4: convolution -----------------------------------------------
@@ -620,6 +621,89 @@ def attention_forward(Q, K, V, mask):
     and its cache's ``weights``)."""
     out, cache = Fa.scaled_dot_product_attention_forward(Q, K, V, mask)
     return out, cache.weights
+
+
+def _att_bw_cases(rng):
+    """The forward's cases, each with an upstream gradient ``dout`` and the
+    forward's weights (exactly 0 where masked). The first is square
+    (T_q = T_k), where a transposed product has the right shape and the
+    wrong values."""
+    out = []
+    for case in _att_cases(rng):
+        Q, K, V, mask = case.args
+        o, cache = Fa.scaled_dot_product_attention_forward(Q, K, V, mask)
+        out.append(Case((rng.standard_normal(o.shape), Q, K, V, cache.weights),
+                        case.note))
+    return out
+
+
+def _att_bw_variant(scale="sqrt", ds="full", rowsum_axis=-1, dv="A^T",
+                    dk="dS^T Q", dq="dS K"):
+    """The backward of one head with a known mistake: the scale
+    (``"sqrt"``: 1/sqrt(d); ``"none"``; ``"d"``: 1/d), dS from dA
+    (``"full"``; ``"dA"``: the softmax's Jacobian left out; ``"A*dA"``:
+    its row-sum term left out) with the row sum over ``rowsum_axis``, and
+    the products for dV, dK and dQ (transposed or not)."""
+    def variant(dout, Q, K, V, A):
+        d = Q.shape[-1]
+        c = {"sqrt": 1 / np.sqrt(d), "none": 1.0, "d": 1 / d}[scale]
+        T = lambda a: np.swapaxes(a, -1, -2)                  # noqa: E731
+        dV = T(A) @ dout if dv == "A^T" else A @ dout
+        dA = dout @ T(V)
+        dS = {"full": A * (dA - (dA * A).sum(axis=rowsum_axis, keepdims=True)),
+              "dA": dA, "A*dA": A * dA}[ds]
+        dQ = (dS @ K if dq == "dS K" else T(dS) @ K) * c
+        dK = (T(dS) @ Q if dk == "dS^T Q" else dS @ Q) * c
+        return dQ, dK, dV
+    return variant
+
+
+@register("attention_backward", chapter="05c-attention",
+          args=("dout", "Q", "K", "V", "weights"), outputs=("dQ", "dK", "dV"),
+          cases=_att_bw_cases, diagnosers=[
+              Diagnoser("the scale is left out: S = Q K^T / sqrt(d), so dQ "
+                        "and dK each carry the factor 1 / sqrt(d)",
+                        outputs=("dQ", "dK"), variant=_att_bw_variant(scale="none")),
+              Diagnoser("divided by d: the scale is 1 / sqrt(d), d the size "
+                        "of a query and a key", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(scale="d")),
+              Diagnoser("went from dA to dS without the softmax's Jacobian: "
+                        "dS = A * (dA - rowsum(dA * A)), the vector-Jacobian "
+                        "product of each row's softmax", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(ds="dA")),
+              Diagnoser("left out the softmax's row-sum term: dS = A * (dA - "
+                        "rowsum(dA * A)); A * dA alone ignores that the "
+                        "weights of a row sum to 1", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(ds="A*dA")),
+              Diagnoser("the softmax's row sum runs over the queries (axis "
+                        "-2): each query's weights are a softmax over the "
+                        "keys, so sum dA * A over the last axis",
+                        outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(rowsum_axis=-2)),
+              Diagnoser("dV is not transposed: out = A V, so dV = A^T dout "
+                        "(shape (N, T_k, d_v))", outputs=("dV",),
+                        variant=_att_bw_variant(dv="A")),
+              Diagnoser("dK is not transposed: S = Q K^T, so dK = dS^T Q "
+                        "(times the scale), of the shape of K", outputs=("dK",),
+                        variant=_att_bw_variant(dk="dS Q")),
+              Diagnoser("dQ uses dS transposed: S = Q K^T, so dQ = dS K "
+                        "(times the scale), of the shape of Q", outputs=("dQ",),
+                        variant=_att_bw_variant(dq="dS^T K")),
+          ])
+def attention_backward(dout, Q, K, V, weights):
+    """Exercise ``attention_backward(dout, Q, K, V, weights) -> (dQ, dK,
+    dV)``: the backward pass of one head of scaled dot-product attention,
+    out = A V with A = softmax(S) over the keys and S = Q K^T / sqrt(d)
+    (-inf where masked). ``dout: (N, T_q, d_v)`` is dL/dout; ``Q: (N, T_q,
+    d)``, ``K: (N, T_k, d)``, ``V: (N, T_k, d_v)``; ``weights: (N, T_q,
+    T_k)`` is the forward's A, exactly 0 where a pair was masked (so no
+    mask is needed: its pairs get no gradient through the weights). Return
+    dL/dQ, dL/dK and dL/dV, of the shapes of Q, K and V: dV = A^T dout, dA
+    = dout V^T, dS = A * (dA - rowsum(dA * A)), dQ = dS K / sqrt(d), dK =
+    dS^T Q / sqrt(d). Reference:
+    ``nnlib.functional.scaled_dot_product_attention_backward``."""
+    cache = Fa.AttentionCache(Q, K, V, weights, 1.0 / np.sqrt(Q.shape[-1]))
+    return Fa.scaled_dot_product_attention_backward(dout, cache)
 
 
 # --- section 4b: batch normalisation for feature maps -------------------------
