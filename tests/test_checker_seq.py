@@ -1,5 +1,5 @@
-"""nnlib.exercises for section 5b (``nnlib.exercises.sequences``): one step
-of beam search.
+"""nnlib.exercises for section 5b (``nnlib.exercises.sequences``): the
+perplexity of a padded batch and one step of beam search.
 
 As tests/test_checker.py: the solution printed in the chapter passes, typical
 wrong answers fail with the right diagnosis, the stub in the chapter says
@@ -20,7 +20,7 @@ from nnlib.exercises.sequences import _beam_variant, beam_search_step
 
 pytestmark = pytest.mark.book
 
-CHAPTERS = {"05b-sequence-models": ["beam_search_step"]}
+CHAPTERS = {"05b-sequence-models": ["padded_perplexity", "beam_search_step"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
 SOLUTIONS = harvest(CHAPTERS)
 
@@ -137,3 +137,83 @@ def test_cases_cover_a_first_step_a_beam_of_one_ties_and_minus_infinity():
     for words in ("one hypothesis", "a beam of 1", "ties", "-inf", "wider than M V",
                   "odd sizes"):
         assert any(words in n for n in notes), words
+
+
+# --- the perplexity of a padded batch -----------------------------------------
+def _ppl(pad=True, per_sequence=None, log_softmax=True, stable=True, base=np.e,
+         sign=-1.0):
+    """A learner's perplexity, with one mistake where an argument says so."""
+    def f(logits, targets, lengths):
+        n, t, v = logits.shape
+        if not log_softmax:
+            lp = logits
+        elif stable:
+            z = logits - logits.max(axis=2, keepdims=True)
+            lp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+        else:
+            lp = np.log(np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True))
+        loss = sign * lp[np.arange(n)[:, None], np.arange(t)[None, :], targets]
+        real = np.arange(t)[None, :] < lengths[:, None] if pad else np.ones((n, t), bool)
+        if per_sequence == "loss":
+            return float(base ** np.mean([loss[i][real[i]].mean() for i in range(n)]))
+        if per_sequence == "perplexity":
+            return float(np.mean([base ** loss[i][real[i]].mean() for i in range(n)]))
+        return float(base ** loss[real].mean())
+    return f
+
+
+PPL_WRONG = [
+    (_ppl(pad=False), "the padding is counted"),
+    (_ppl(per_sequence="loss"), "averaged per sequence first"),
+    (_ppl(per_sequence="perplexity"), "averaged the sequences' perplexities"),
+    (_ppl(log_softmax=False), "used the logits as log-probabilities"),
+    (_ppl(sign=1.0), "the loss has the wrong sign"),
+    (_ppl(base=2.0), "used base 2 with a loss in nats"),
+    (_ppl(stable=False), "exp overflowed on large logits"),
+]
+
+
+def ppl(fn):
+    return ex.check("padded_perplexity", fn, verbose=False)
+
+
+def test_perplexity_solution_passes_its_stub_says_not_yet_and_no_message_shows_it(capsys):
+    assert ex.get("padded_perplexity").chapter == "05b-sequence-models"
+    result = ppl(shared_solution("padded_perplexity", SOLUTIONS))
+    assert result.passed and result.cases >= 6, result.message
+    assert ppl(_ppl()).passed
+    stub_says_not_yet("padded_perplexity", SOLUTIONS, capsys)
+    shows_no_solution("padded_perplexity", SOLUTIONS, sequences, PPL_WRONG)
+
+
+@pytest.mark.parametrize("k", range(len(PPL_WRONG)))
+def test_a_wrong_perplexity_fails_with_its_diagnosis(k):
+    fn, words = PPL_WRONG[k]
+    result = ppl(fn)
+    assert not result.passed, result.message
+    flat = " ".join(result.message.split())
+    assert "likely cause:" in flat and words in flat, result.message
+
+
+def test_perplexity_cases_and_reference_agree_with_torch():
+    torch = pytest.importorskip("torch")
+    cases = ex.get("padded_perplexity").cases(np.random.default_rng(0))
+    notes = " ".join(c.note for c in cases)
+    for words in ("batch of 1", "no padding", "length 1", "odd sizes", "large logits",
+                  "uniform"):
+        assert words in notes, words
+    lengths = [c.args[2] for c in cases]
+    assert any(len(set(x.tolist())) > 1 for x in lengths)        # unequal lengths
+    assert len(set(lengths[0].tolist())) == len(lengths[0])      # the first: all differ
+    for case in cases:
+        logits, targets, lengths = case.args
+        t = targets.copy()
+        t[np.arange(t.shape[1])[None, :] >= lengths[:, None]] = -100
+        ce = torch.nn.functional.cross_entropy(
+            torch.tensor(logits).reshape(-1, logits.shape[2]),
+            torch.tensor(t).reshape(-1), ignore_index=-100)
+        assert np.isclose(sequences.padded_perplexity(*case.args),
+                          float(torch.exp(ce)), rtol=1e-10, atol=0)
+    uniform = [c for c in cases if "uniform" in c.note][0]
+    assert np.isclose(sequences.padded_perplexity(*uniform.args),
+                      uniform.args[0].shape[2], rtol=1e-12)   # V, the identity

@@ -1,11 +1,13 @@
-"""The exercise of section 5b: one step of beam search, checked against
-nnlib's own (the step ``nnlib.seq2seq.beam_search`` takes).
+"""The exercises of section 5b: the perplexity of a padded batch, and one
+step of beam search (the step ``nnlib.seq2seq.beam_search`` takes), checked
+against nnlib's own.
 
-=====================  ====================  ==============================
-exercise               chapter               returns
-=====================  ====================  ==============================
-``beam_search_step``   05b-sequence-models   ``(rows, tokens, new_scores)``
-=====================  ====================  ==============================
+=======================  ====================  ==============================
+exercise                 chapter               returns
+=======================  ====================  ==============================
+``padded_perplexity``    05b-sequence-models   ``perplexity`` (a number)
+``beam_search_step``     05b-sequence-models   ``(rows, tokens, new_scores)``
+=======================  ====================  ==============================
 """
 from __future__ import annotations
 
@@ -13,7 +15,110 @@ import numpy as np
 
 from ._core import Case, Diagnoser, register
 
-__all__ = ["beam_search_step"]
+__all__ = ["padded_perplexity", "beam_search_step"]
+
+
+def _ppl_cases(rng):
+    # (N, T, V, lengths or None for random ones), logit scale, offset, note
+    settings = [((3, 6, 5, (6, 2, 4)), 2.0, 0.0, ""),
+                ((1, 4, 7, (4,)), 2.0, 0.0, "batch of 1"),
+                ((4, 5, 3, (5, 5, 5, 5)), 2.0, 0.0, "no padding"),
+                ((3, 7, 9, (1, 7, 3)), 2.0, 0.0, "a sequence of length 1"),
+                ((5, 3, 11, None), 2.0, 0.0, "odd sizes"),
+                ((2, 6, 4, (3, 6)), 2.0, 1000.0,
+                 "large logits (1000 added to every logit)"),
+                ((2, 8, 6, (8, 5)), 0.0, 0.0, "a uniform model (every logit 0)")]
+    out = []
+    for (n, t, v, lengths), scale, offset, note in settings:
+        lengths = (rng.integers(1, t + 1, size=n) if lengths is None
+                   else np.array(lengths))
+        logits = rng.standard_normal((n, t, v)) * scale + offset
+        targets = rng.integers(0, v, size=(n, t))
+        pad = np.arange(t)[None, :] >= lengths[:, None]
+        targets[pad] = 0                                 # the padding id
+        logits[pad] = rng.standard_normal((int(pad.sum()), v)) * 5.0
+        out.append(Case((logits, targets, lengths), note))
+    return out
+
+
+def _ppl_variant(pad="skip", average="tokens", logp="log-softmax", base="e",
+                 sign=-1.0):
+    """The perplexity of a padded batch with a known mistake: padding
+    counted (``pad="count"``), per-sequence averages (``average``:
+    "tokens", the right one; "sequences": the mean of the sequences' mean
+    losses; "perplexities": the mean of the sequences' perplexities), the
+    logits taken as log-probabilities (``logp="logits"``) or a softmax
+    without its maximum subtracted ("unstable"), 2 ** loss (``base``), or
+    the loss's sign flipped."""
+    def variant(logits, targets, lengths):
+        n, t, v = logits.shape
+        if logp == "logits":
+            lp = logits
+        elif logp == "unstable":
+            e = np.exp(logits)
+            lp = np.log(e / e.sum(axis=-1, keepdims=True))
+        else:
+            z = logits - logits.max(axis=-1, keepdims=True)
+            lp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        nll = sign * np.take_along_axis(lp, targets[..., None], axis=-1)[..., 0]
+        keep = (np.ones((n, t), bool) if pad == "count"
+                else np.arange(t)[None, :] < lengths[:, None])
+        exp = (lambda x: 2.0 ** x) if base == "2" else np.exp
+        if average == "tokens":
+            return float(exp((nll * keep).sum() / keep.sum()))
+        per = (nll * keep).sum(axis=1) / keep.sum(axis=1)
+        if average == "sequences":
+            return float(exp(per.mean()))
+        return float(np.mean(exp(per)))
+    return variant
+
+
+def _nonfinite(args, got, expected):
+    return got[0] is not None and not np.all(np.isfinite(got[0]))
+
+
+@register("padded_perplexity", chapter="05b-sequence-models",
+          args=("logits", "targets", "lengths"), outputs=("perplexity",),
+          scalar_outputs=("perplexity",), cases=_ppl_cases,
+          diagnosers=[
+              Diagnoser("the padding is counted: average the loss over the "
+                        "real tokens only, position t of sequence n when t < "
+                        "lengths[n]", variant=_ppl_variant(pad="count")),
+              Diagnoser("averaged per sequence first: perplexity is exp of "
+                        "the mean loss per token of the whole batch, so a "
+                        "long sequence weighs more than a short one",
+                        variant=_ppl_variant(average="sequences")),
+              Diagnoser("averaged the sequences' perplexities: take exp once, "
+                        "of the mean loss per token of the whole batch",
+                        variant=_ppl_variant(average="perplexities")),
+              Diagnoser("used the logits as log-probabilities: take the log-"
+                        "softmax over the vocabulary (the last axis) first",
+                        variant=_ppl_variant(logp="logits")),
+              Diagnoser("the loss has the wrong sign: it is the mean of -ln p, "
+                        "so the perplexity is at least 1",
+                        variant=_ppl_variant(sign=1.0)),
+              Diagnoser("used base 2 with a loss in nats: perplexity is e to "
+                        "the mean loss in nats (2 to the power is for a loss "
+                        "in bits)", variant=_ppl_variant(base="2")),
+              Diagnoser("exp overflowed on large logits: subtract each "
+                        "position's maximum logit before exp (a stable "
+                        "log-softmax, chapter 1)", test=_nonfinite),
+          ])
+def padded_perplexity(logits, targets, lengths):
+    """Exercise ``padded_perplexity(logits, targets, lengths) ->
+    perplexity``: the perplexity of a batch of N sequences padded to length
+    T. ``logits: (N, T, V)`` are a model's scores for the next token,
+    ``targets: (N, T)`` the tokens that came (integers), ``lengths: (N,)``
+    the true lengths: position t of sequence n is real when ``t <
+    lengths[n]`` and padding otherwise (there, logits and the target are
+    arbitrary and must not count). With log p = log-softmax of the logits
+    over the vocabulary, return exp of the mean of -log p[n, t,
+    targets[n, t]] over the real positions of the whole batch, as a float.
+    Reference: nnlib's ``CrossEntropyLoss`` on the real positions, then
+    ``exp``."""
+    from ..losses import CrossEntropyLoss
+    keep = np.arange(targets.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    return float(np.exp(CrossEntropyLoss()(logits[keep], targets[keep])))
 
 
 def _beam_cases(rng):
