@@ -5,8 +5,9 @@ As tests/test_checker.py for chapters 1 to 3: for every exercise the
 solution printed in the chapter (the dropdown's code block that starts with
 ``# solution: NAME``) passes, typical wrong answers fail with the right
 diagnosis, the stub in the chapter says "not yet", no message shows the
-solution, and the reference agrees with PyTorch (layer norm, the
-cross-entropy, LoRA) or with an independent implementation (loops over
+solution, and the reference agrees with PyTorch (layer norm, patches
+by ``unfold``, the cross-entropy, the cached step as causal attention's
+last row, LoRA) or with an independent implementation (loops over
 ``env.P``, nnlib's ``value_iteration``, the chapter's REINFORCE twin).
 """
 
@@ -22,9 +23,9 @@ from nnlib.exercises import later as ref
 
 pytestmark = pytest.mark.book
 
-CHAPTERS = {"05d-transformer-block": ["layer_norm_forward"],
-            "05e-transformer-lm": ["causal_lm_loss"],
-            "05f-lora": ["lora_sgd_step"],
+CHAPTERS = {"05d-transformer-block": ["layer_norm_forward", "patchify"],
+            "05e-transformer-lm": ["causal_lm_loss", "kv_cache_step"],
+            "05f-lora": ["lora_forward", "lora_sgd_step"],
             "08-rl": ["bellman_backup", "reinforce_loss_batch"]}
 ALL = [n for names in CHAPTERS.values() for n in names]
 
@@ -131,6 +132,74 @@ def _lora(scale="alpha/r", grads_scaled=True, merge_scaled=True, sequential=Fals
     return f
 
 
+def _patches(way="right"):
+    """A learner's patches, by loops over the patch grid (or a mistake)."""
+    def f(images, p):
+        n, c, h, w = images.shape
+        if way == "reshape":
+            return images.reshape(n, -1, c * p * p)
+        rows, cols = (w // p, h // p) if way == "grid swapped" else (h // p, w // p)
+        out = []
+        for i in range(rows):
+            for j in range(cols):
+                a, b = (j, i) if way == "columns" else (i, j)
+                if way == "grid swapped":
+                    block = images.reshape(n, c, rows, p, cols, p)[:, :, a, :, b, :]
+                else:
+                    block = images[:, :, a * p:(a + 1) * p, b * p:(b + 1) * p]
+                if way == "channels last":
+                    block = block.transpose(0, 2, 3, 1)
+                if way == "patch transposed":
+                    block = block.transpose(0, 1, 3, 2)
+                out.append(block.reshape(n, -1))
+        patches = np.stack(out, axis=1)
+        return patches.transpose(0, 2, 1) if way == "conv layout" else patches
+    return f
+
+
+def _kv(way="right"):
+    """A learner's cached step: a loop over the sequences of the batch."""
+    def f(q, k, v, K_cache, V_cache):
+        if way == "front":
+            K, V = np.concatenate([k[:, None], K_cache], 1), np.concatenate([v[:, None], V_cache], 1)
+        elif way == "query":
+            K, V = np.concatenate([K_cache, q[:, None]], 1), np.concatenate([V_cache, v[:, None]], 1)
+        elif way == "replace":
+            K, V = k[:, None].copy(), v[:, None].copy()
+        else:
+            K, V = np.concatenate([K_cache, k[:, None]], 1), np.concatenate([V_cache, v[:, None]], 1)
+        Ka, Va = (K_cache, V_cache) if way == "before append" else (K, V)
+        d = q.shape[-1]
+        scale = {"unscaled": 1.0, "over d": 1.0 / d}.get(way, 1.0 / np.sqrt(d))
+        out = np.empty((len(q), V.shape[-1]))
+        scores = np.stack([Ka[n] @ q[n] for n in range(len(q))]) * scale
+        if way == "batch axis":
+            w = np.exp(scores - scores.max(axis=0)); w = w / w.sum(axis=0)
+        elif way == "overflow":
+            w = np.exp(scores); w = w / w.sum(axis=1, keepdims=True)
+        else:
+            w = np.exp(scores - scores.max(axis=1, keepdims=True))
+            w = w / w.sum(axis=1, keepdims=True)
+        for n in range(len(q)):
+            out[n] = w[n] @ Va[n]
+        return out, K, V
+    return f
+
+
+def _lora_fw(way="right"):
+    """A learner's LoRA output, through the merged update (or a mistake)."""
+    def f(x, W, b, A, B, alpha, r):
+        s = {"alpha": alpha, "r/alpha": r / alpha, "no scale": 1.0}.get(way, alpha / r)
+        delta = s * (B @ A)                                # (d_out, d_in)
+        base = (x @ W if way == "W" else x @ W.T) + (0.0 if way == "no bias" else b)
+        if way == "update only":
+            return x @ delta.T
+        if way == "scale all":
+            return s * (base + x @ (B @ A).T)
+        return base + x @ delta.T
+    return f
+
+
 def _backup(discount=True, reduce="max", bootstrap_terminal=False,
             zero_target=False, reward_unweighted=False, current=False,
             mask_current=False):
@@ -222,6 +291,33 @@ WRONG = {
         (_lm(sign=-1), "the sign is wrong"),
         (_lm(bits=True), "used log base 2"),
     ],
+    "patchify": [
+        (_patches("reshape"), "cut the image with a plain reshape"),
+        (_patches("channels last"), "flattened each patch as (p, p, C)"),
+        (_patches("columns"), "numbered the patches down the columns"),
+        (_patches("patch transposed"), "transposed each patch"),
+        (_patches("grid swapped"), "read the grid as W/p rows of H/p patches"),
+        (_patches("conv layout"), "one column per patch (N, C p^2, L)"),
+    ],
+    "kv_cache_step": [
+        (_kv("before append"), "attended before appending"),
+        (_kv("front"), "put the new key and value in front of the cache"),
+        (_kv("query"), "appended the query to the keys"),
+        (_kv("replace"), "replaced the cache by the new position"),
+        (_kv("unscaled"), "the scores are not scaled"),
+        (_kv("over d"), "the scores are divided by d"),
+        (_kv("batch axis"), "the softmax is over the batch (axis 0)"),
+        (_kv("overflow"), "exp overflowed on large scores"),
+    ],
+    "lora_forward": [
+        (_lora_fw("alpha"), "scaled the update by alpha: the scale is alpha / r"),
+        (_lora_fw("r/alpha"), "scaled the update by r / alpha"),
+        (_lora_fw("no scale"), "forgot the scale alpha / r of the update"),
+        (_lora_fw("update only"), "returned the update alone"),
+        (_lora_fw("no bias"), "forgot the frozen bias b"),
+        (_lora_fw("scale all"), "scaled the frozen layer's output too"),
+        (_lora_fw("W"), "multiplied by W, not by its transpose"),
+    ],
     "lora_sgd_step": [
         (_lora(scale="alpha"), "scaled the update by alpha: the scale is alpha / r"),
         (_lora(grads_scaled=False), "forgot the scale alpha / r in the gradients"),
@@ -284,6 +380,9 @@ def test_a_correct_answer_written_differently_passes():
     assert run("layer_norm_forward", _ln())
     assert run("causal_lm_loss", _lm())
     assert run("lora_sgd_step", _lora())
+    assert run("patchify", _patches())
+    assert run("kv_cache_step", _kv())
+    assert run("lora_forward", _lora_fw())
     assert run("bellman_backup", _backup())
     assert run("reinforce_loss_batch", _pg())
 
@@ -327,6 +426,30 @@ def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
     assert max(c.args[6] for c in lora) >= 1.0                       # lr^2 counts
     first = lora[0].args
     assert first[4] not in (first[5], 1.0)
+    patch = _cases("patchify")
+    assert min(c.args[0].shape[0] for c in patch) == 1
+    assert any(c.args[0].shape[2] != c.args[0].shape[3] for c in patch)   # H != W
+    assert {1} < {c.args[0].shape[1] for c in patch}                       # C = 1 and more
+    assert any(c.args[1] == 1 for c in patch)                             # p = 1
+    assert any(c.args[1] == c.args[0].shape[2] == c.args[0].shape[3] for c in patch)
+    assert all(c.args[0].shape[2] % c.args[1] == c.args[0].shape[3] % c.args[1] == 0
+               for c in patch)
+    kv = _cases("kv_cache_step")
+    assert min(c.args[0].shape[0] for c in kv) == 1
+    assert {0, 1} <= {c.args[3].shape[1] for c in kv}                     # empty, one row
+    assert any(c.args[0].shape[1] == 1 for c in kv)                       # d = 1
+    assert any(c.args[2].shape[1] != c.args[0].shape[1] for c in kv)      # d_v != d
+    assert any(c.args[3].shape[1] and np.abs(np.einsum(
+        "nd,ntd->nt", c.args[0], c.args[3])).max() / np.sqrt(c.args[0].shape[1]) > 710
+               for c in kv)                                               # exp overflows
+    assert kv[0].args[3].shape[1] > 0
+    lf = _cases("lora_forward")
+    assert min(c.args[0].shape[0] for c in lf) == 1
+    assert any(c.args[0].ndim == 3 for c in lf)
+    assert any(not c.args[4].any() for c in lf)                           # B = 0
+    assert len({c.args[5] / c.args[6] for c in lf}) > 3
+    first = lf[0].args
+    assert first[1].shape[0] == first[1].shape[1] and first[5] not in (first[6], 1.0)
     mdp = _cases("bellman_backup")
     assert any(c.args[1].shape[1] == 1 for c in mdp)                 # one action
     assert any(not c.args[3].any() for c in mdp)                     # no terminal
@@ -423,6 +546,53 @@ def test_lora_sgd_step_agrees_with_torch_and_with_nnlib_training():
     np.testing.assert_array_equal(layer.base.weight.data, W)   # frozen
     # a control: the first-order change differs from the exact one at lr = 0.5
     assert np.abs(_lora(linear=True)(x, dy, A, B, 6.0, 2, 0.5)[2] - got[2]).max() > 1e-6
+
+
+def test_patchify_agrees_with_torch_unfold_and_with_the_chapters_conv():
+    torch = pytest.importorskip("torch")
+    from nnlib import Conv2d
+
+    for case in _cases("patchify"):
+        images, p = case.args
+        unfold = torch.nn.functional.unfold(torch.tensor(images), p, stride=p)
+        _close(ref.patchify(images, p), unfold.transpose(1, 2))
+        conv = Conv2d(images.shape[1], 5, kernel_size=p, stride=p,
+                      rng=np.random.default_rng(0))
+        y = conv(images)
+        by_patches = (ref.patchify(images, p) @ conv.weight.data.reshape(5, -1).T
+                      + conv.bias.data)
+        _close(by_patches, y.reshape(len(images), 5, -1).transpose(0, 2, 1))
+
+
+def test_kv_cache_step_is_the_last_row_of_causal_attention_in_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for case in _cases("kv_cache_step"):
+        q, k, v, K_cache, V_cache = case.args
+        out, K, V = ref.kv_cache_step(*case.args)
+        t = K_cache.shape[1]
+        # a whole sequence whose last position is the new one; the earlier
+        # queries are arbitrary: under the causal mask they do not touch row t
+        Q = np.concatenate([np.random.default_rng(1).standard_normal((len(q), t, q.shape[1])),
+                            q[:, None]], axis=1)
+        full = F.scaled_dot_product_attention(torch.tensor(Q), torch.tensor(K),
+                                              torch.tensor(V), is_causal=True)
+        _close(out, full[:, -1])
+        np.testing.assert_array_equal(K[:, :t], K_cache)
+        np.testing.assert_array_equal(K[:, t], k)
+        np.testing.assert_array_equal(V[:, t], v)
+
+
+def test_lora_forward_agrees_with_torch_and_with_the_merged_weight():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for case in _cases("lora_forward"):
+        x, W, b, A, B, alpha, r = (torch.tensor(a) if isinstance(a, np.ndarray) else a
+                                   for a in case.args)
+        y = F.linear(x, W, b) + (alpha / r) * F.linear(F.linear(x, A), B)
+        _close(ref.lora_forward(*case.args), y)
+        merged = F.linear(x, W + (alpha / r) * B @ A, b)
+        _close(ref.lora_forward(*case.args), merged)
 
 
 def _backup_from_model(env, V, gamma):

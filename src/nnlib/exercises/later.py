@@ -1,13 +1,16 @@
-"""The exercises of sections 5d to 5f and chapter 8: a layer norm, a
-language model's loss, one SGD step of a LoRA layer, one Bellman backup
-and the REINFORCE loss of a batch of episodes, checked against nnlib's
-own.
+"""The exercises of sections 5d to 5f and chapter 8: a layer norm and a
+Vision Transformer's patches, a language model's loss and one generation
+step with a key-value cache, a LoRA layer's output and one SGD step of
+it, one Bellman backup and the REINFORCE loss of a batch of episodes,
+checked against nnlib's own.
 
 Each function here is the reference of the exercise of the same name; its
 docstring is the exercise's contract (arguments, shapes, layouts, what to
 return), in nnlib's and PyTorch's conventions: a sequence batch ``(N, T,
-E)`` normalised over its last axis, logits ``(N, T, V)`` for windows of
-``T + 1`` character ids, ``W: (d_out, d_in)``, ``A: (r, d_in)`` and ``B:
+E)`` normalised over its last axis, images ``(N, C, H, W)`` cut into
+patches numbered row by row, logits ``(N, T, V)`` for windows of
+``T + 1`` character ids, one head's cache ``(N, t, d)`` with the newest
+position last, ``W: (d_out, d_in)``, ``A: (r, d_in)`` and ``B:
 (d_out, r)`` for LoRA (as ``nnlib.LoRALinear`` and peft, the gradients
 summed over all the rows of ``x``), a model of an MDP as arrays ``P[s, a,
 s']`` and ``R[s, a, s']`` with ``V(s') = 0`` where ``s'`` ends the
@@ -21,7 +24,10 @@ mistakes) and with the wrong answers the checker recognises.
 exercise                  chapter                returns
 ========================  =====================  ======================
 ``layer_norm_forward``    05d-transformer-block  ``y``
+``patchify``              05d-transformer-block  ``patches``
 ``causal_lm_loss``        05e-transformer-lm     ``loss``
+``kv_cache_step``         05e-transformer-lm     ``(out, K, V)``
+``lora_forward``          05f-lora               ``y``
 ``lora_sgd_step``         05f-lora               ``(A_new, B_new, dW)``
 ``bellman_backup``        08-rl                  ``(V_new, Q)``
 ``reinforce_loss_batch``  08-rl                  ``loss``
@@ -31,6 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import attention as Fa
+from ..functional import conv as Fc
 from ..functional import norm as Fn
 from ..functional.basic import log_softmax
 from ..layers.linear import Linear
@@ -40,8 +48,8 @@ from ..optim import SGD
 from ..rl.reinforce import returns_to_go
 from ._core import Case, Diagnoser, register
 
-__all__ = ["layer_norm_forward", "causal_lm_loss", "lora_sgd_step", "bellman_backup",
-           "reinforce_loss_batch"]
+__all__ = ["layer_norm_forward", "patchify", "causal_lm_loss", "kv_cache_step",
+           "lora_sgd_step", "lora_forward", "bellman_backup", "reinforce_loss_batch"]
 
 
 def _nonfinite(i):
@@ -149,6 +157,82 @@ def layer_norm_forward(x, gamma, beta, eps):
     variance over its E features. Reference:
     ``nnlib.functional.layer_norm_forward(x, 1, gamma, beta, eps)``."""
     return Fn.layer_norm_forward(x, 1, gamma, beta, eps)[0]
+
+
+# --- section 5d: cutting an image into patches (ViT) --------------------------
+def _patch_cases(rng):
+    # (N, C, H, W, p), note
+    settings = [((2, 3, 8, 8, 4), ""),
+                ((1, 1, 6, 6, 2), "batch of 1 and one channel"),
+                ((3, 3, 9, 6, 3), "odd sizes, H != W"),
+                ((2, 2, 4, 10, 2), "a wide image (2 x 5 patches)"),
+                ((2, 3, 4, 4, 1), "p = 1 (every pixel a token)"),
+                ((2, 3, 6, 6, 6), "p = H = W (one patch per image)"),
+                ((1, 5, 8, 4, 4), "five channels, a tall image")]
+    return [Case((rng.standard_normal((n, c, h, w)), p), note)
+            for (n, c, h, w, p), note in settings]
+
+
+def _patch_variant(order=(0, 2, 4, 1, 3, 5), grid="hw", flat=False, layout="tokens"):
+    """Patches with a known mistake: the axes of ``(N, C, H/p, p, W/p, p)``
+    moved in ``order``; the grid read as W/p rows (``grid="wh"``); the image
+    cut by a plain reshape (``flat``); the result left as ``(N, C p^2, L)``
+    (``layout="conv"``)."""
+    def variant(images, p):
+        n, c, h, w = images.shape
+        if flat:
+            return images.reshape(n, -1, c * p * p)
+        rows, cols = (h // p, w // p) if grid == "hw" else (w // p, h // p)
+        six = images.reshape(n, c, rows, p, cols, p)
+        out = six.transpose(order).reshape(n, rows * cols, c * p * p)
+        return out.transpose(0, 2, 1) if layout == "conv" else out
+    return variant
+
+
+@register("patchify", chapter="05d-transformer-block", args=("images", "p"),
+          outputs=("patches",), cases=_patch_cases,
+          diagnosers=[
+              Diagnoser("cut the image with a plain reshape: consecutive "
+                        "numbers in memory are runs along a row of pixels, so "
+                        "each token is a strip of the image, not a p x p "
+                        "patch; reshape to (N, C, H/p, p, W/p, p) and move "
+                        "the two patch-grid axes in front before flattening",
+                        variant=_patch_variant(flat=True)),
+              Diagnoser("flattened each patch as (p, p, C), channels last: "
+                        "flatten it as (C, p, p), the layout of a Conv2d's "
+                        "weight (E, C, p, p) and of torch's unfold",
+                        variant=_patch_variant(order=(0, 2, 4, 3, 5, 1))),
+              Diagnoser("numbered the patches down the columns: number them "
+                        "row by row, left to right and then top to bottom, "
+                        "as a Conv2d's output (N, E, H/p, W/p) flattens",
+                        variant=_patch_variant(order=(0, 4, 2, 1, 3, 5))),
+              Diagnoser("transposed each patch (its rows and columns "
+                        "swapped): inside a patch, the pixel rows come first, "
+                        "as in the image", variant=_patch_variant(order=(0, 2, 4, 1, 5, 3))),
+              Diagnoser("read the grid as W/p rows of H/p patches: an image "
+                        "(C, H, W) has H/p rows of W/p patches; reshape to "
+                        "(N, C, H/p, p, W/p, p)", variant=_patch_variant(grid="wh")),
+              Diagnoser("returned the layout of a Conv2d's output, one "
+                        "column per patch (N, C p^2, L): the Transformer "
+                        "wants one row per token, (N, L, C p^2)",
+                        variant=_patch_variant(layout="conv")),
+          ])
+def patchify(images, p):
+    """Exercise ``patchify(images, p) -> patches``: cut a batch of images
+    into non-overlapping ``p x p`` patches and flatten each, as a Vision
+    Transformer does before its linear projection. ``images: (N, C, H, W)``
+    with H and W multiples of p -> ``patches: (N, L, C p^2)``, ``L = (H/p)
+    (W/p)``: the patches numbered row by row (left to right, then top to
+    bottom), each flattened as ``(C, p, p)``, so that ``patches @
+    conv.weight.reshape(E, -1).T + conv.bias`` is a ``Conv2d(C, E, p,
+    stride=p)``'s output flattened, and ``patches`` equals
+    ``torch.nn.functional.unfold(images, p, stride=p).transpose(1, 2)``.
+    Reference: ``nnlib.functional.conv2d_forward`` with stride p and the
+    identity filters (one per number of a patch)."""
+    n, c, h, w = images.shape
+    eye = np.eye(c * p * p).reshape(c * p * p, c, p, p)     # filter j reads number j
+    y, _ = Fc.conv2d_forward(images, eye, stride=p)          # (N, C p^2, H/p, W/p)
+    return y.reshape(n, c * p * p, -1).transpose(0, 2, 1)
 
 
 # --- section 5e: the loss of a language model ---------------------------------
@@ -269,6 +353,106 @@ def causal_lm_loss(logits, ids):
     return CrossEntropyLoss()(logits.reshape(-1, v), ids[:, 1:].reshape(-1))
 
 
+# --- section 5e: one generation step with a key-value cache --------------------
+def _kv_cases(rng):
+    # (N, t cached, d, d_v, score scale), note
+    settings = [((2, 4, 8, 8, 1.0), ""),
+                ((1, 3, 4, 4, 1.0), "batch of 1"),
+                ((3, 0, 5, 5, 1.0), "the first step: an empty cache"),
+                ((2, 1, 7, 3, 1.0), "one cached position, odd d, d_v != d"),
+                ((2, 6, 1, 2, 1.0), "d = 1"),
+                ((3, 9, 6, 4, 1.0), "a longer cache"),
+                ((2, 5, 4, 3, 40.0), "large scores")]
+    out = []
+    for (n, t, d, dv, scale), note in settings:
+        q = rng.standard_normal((n, d)) * scale
+        k = rng.standard_normal((n, d)) * scale
+        v = rng.standard_normal((n, dv))
+        K = rng.standard_normal((n, t, d)) * scale
+        V = rng.standard_normal((n, t, dv))
+        out.append(Case((q, k, v, K, V), note))
+    return out
+
+
+def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
+                stable=True, attend_cache_only=False):
+    """One cached step with a known mistake: the new key and value put in
+    front (``keys="front"``), the query appended in place of the key
+    (``"query"``), the cache replaced by the new position (``"replace"``);
+    the scores scaled by ``scale(d)``; the softmax over ``axis``; without
+    the max subtracted (``stable``); attending before appending
+    (``attend_cache_only``)."""
+    def variant(q, k, v, K_cache, V_cache):
+        new_k, new_v = k[:, None], v[:, None]
+        if keys == "front":
+            K, V = np.concatenate([new_k, K_cache], 1), np.concatenate([new_v, V_cache], 1)
+        elif keys == "query":
+            K, V = np.concatenate([K_cache, q[:, None]], 1), np.concatenate([V_cache, new_v], 1)
+        elif keys == "replace":
+            K, V = new_k, new_v
+        else:
+            K, V = np.concatenate([K_cache, new_k], 1), np.concatenate([V_cache, new_v], 1)
+        K_att, V_att = (K_cache, V_cache) if attend_cache_only else (K, V)
+        if K_att.shape[1] == 0:
+            raise ValueError("nothing to attend to")
+        s = np.einsum("nd,ntd->nt", q, K_att) * scale(q.shape[-1])
+        e = np.exp(s - s.max(axis=axis, keepdims=True) if stable else s)
+        a = e / e.sum(axis=axis, keepdims=True)
+        return np.einsum("nt,ntd->nd", a, V_att), K, V
+    return variant
+
+
+@register("kv_cache_step", chapter="05e-transformer-lm",
+          args=("q", "k", "v", "K_cache", "V_cache"), outputs=("out", "K", "V"),
+          cases=_kv_cases,
+          diagnosers=[
+              Diagnoser("attended before appending: the new position attends to "
+                        "itself too (the causal mask allows key t for query t), "
+                        "so append k and v to the cache first, then attend over "
+                        "all t + 1 rows", variant=_kv_variant(attend_cache_only=True),
+                        outputs=("out",)),
+              Diagnoser("put the new key and value in front of the cache: "
+                        "attention does not care about the order of the keys "
+                        "(out is right), but the cache keeps the positions in "
+                        "order, so the next step's rows line up with the text; "
+                        "append at the end", variant=_kv_variant(keys="front")),
+              Diagnoser("appended the query to the keys: the cache holds the "
+                        "keys k of the positions so far (and their values v)",
+                        variant=_kv_variant(keys="query")),
+              Diagnoser("replaced the cache by the new position: the query "
+                        "attends to every position so far, cached and new",
+                        variant=_kv_variant(keys="replace")),
+              Diagnoser("the scores are not scaled: divide q . k by sqrt(d), "
+                        "d the size of a query and a key",
+                        variant=_kv_variant(scale=lambda d: 1.0), outputs=("out",)),
+              Diagnoser("the scores are divided by d: the scale is 1 / sqrt(d)",
+                        variant=_kv_variant(scale=lambda d: 1.0 / d), outputs=("out",)),
+              Diagnoser("the softmax is over the batch (axis 0): each query's "
+                        "weights are a distribution over its own t + 1 keys",
+                        variant=_kv_variant(axis=0), outputs=("out",)),
+              Diagnoser("exp overflowed on large scores: subtract each row's "
+                        "largest score before exp (section 5c)",
+                        test=lambda a, g, e: _nonfinite(0)(a, g, e), outputs=("out",)),
+          ])
+def kv_cache_step(q, k, v, K_cache, V_cache):
+    """Exercise ``kv_cache_step(q, k, v, K_cache, V_cache) -> (out, K, V)``:
+    one generation step of one attention head with a key-value cache, as
+    section 5e's generation does in every block. ``q, k: (N, d)`` and ``v:
+    (N, d_v)``, the new position's query, key and value; ``K_cache: (N, t,
+    d)`` and ``V_cache: (N, t, d_v)``, the keys and values of the t
+    positions before it (t may be 0). Returns ``K: (N, t + 1, d)`` and ``V:
+    (N, t + 1, d_v)``, the cache with the new position appended at the end,
+    and ``out: (N, d_v)``, the new position's attention output ``softmax(q
+    K^T / sqrt(d)) V`` over all t + 1 positions: the last row of causal
+    attention over the whole sequence. Reference: the cache appended, then
+    ``nnlib.functional.scaled_dot_product_attention_forward`` with one
+    query."""
+    K = np.concatenate([K_cache, k[:, None]], axis=1)
+    V = np.concatenate([V_cache, v[:, None]], axis=1)
+    out, _ = Fa.scaled_dot_product_attention_forward(q[:, None], K, V)
+    return out[:, 0], K, V
+
+
 # --- section 5f: one training step of a LoRA layer -----------------------------
 def _lora_cases(rng):
     # (x's leading shape, d_in, d_out, r, alpha, lr), note
@@ -387,6 +571,79 @@ def lora_sgd_step(x, dy, A, B, alpha, r, lr):
     SGD([layer.lora_A, layer.lora_B], lr=lr).step()
     return (layer.lora_A.data.copy(), layer.lora_B.data.copy(),
             layer.merged_weight() - before)
+
+
+# --- section 5f: the forward pass of a LoRA layer --------------------------------
+def _lora_fw_cases(rng):
+    # (x's leading shape, d_in, d_out, r, alpha), note
+    settings = [((4,), 6, 6, 2, 5.0, ""),   # square, alpha not in {1, r}
+                ((1,), 5, 3, 1, 8.0, "batch of 1 and r = 1"),
+                ((3,), 7, 4, 3, 16.0, "odd sizes"),
+                ((2, 5), 8, 6, 4, 8.0, "x of shape (N, T, d_in)"),
+                ((3,), 4, 4, 4, 2.0, "full rank (r = d_in = d_out)"),
+                ((3,), 6, 5, 2, 4.0, "B = 0 (as at the start)"),
+                ((5,), 9, 2, 3, 1.0, "d_out < r"),
+                ((3,), 6, 7, 2, 2.0, "alpha = r")]
+    out = []
+    for lead, d_in, d_out, r, alpha, note in settings:
+        x = rng.standard_normal(lead + (d_in,))
+        W = rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)
+        b = rng.standard_normal(d_out)
+        A = rng.standard_normal((r, d_in)) / np.sqrt(d_in)
+        B = np.zeros((d_out, r)) if note.startswith("B = 0") else rng.standard_normal((d_out, r))
+        out.append(Case((x, W, b, A, B, alpha, r), note))
+    return out
+
+
+def _lora_fw_variant(scale=lambda alpha, r: alpha / r, base=True, bias=True,
+                     scale_all=False, w_t=False):
+    """The LoRA output with a known mistake: the update scaled by
+    ``scale(alpha, r)``; the frozen path left out (``base``) or its bias
+    (``bias``); the whole output scaled (``scale_all``); ``x W`` for ``x
+    W^T`` (``w_t``)."""
+    def variant(x, W, b, A, B, alpha, r):
+        s = scale(alpha, r)
+        y0 = (x @ W if w_t else x @ W.T) + (b if bias else 0.0)
+        upd = (x @ A.T) @ B.T
+        if scale_all:
+            return s * (y0 + upd)
+        return (y0 if base else 0.0) + s * upd
+    return variant
+
+
+@register("lora_forward", chapter="05f-lora", args=("x", "W", "b", "A", "B", "alpha", "r"),
+          outputs=("y",), cases=_lora_fw_cases,
+          diagnosers=[
+              Diagnoser("scaled the update by alpha: the scale is alpha / r",
+                        variant=_lora_fw_variant(scale=lambda alpha, r: alpha)),
+              Diagnoser("scaled the update by r / alpha: the scale is alpha / r",
+                        variant=_lora_fw_variant(scale=lambda alpha, r: r / alpha)),
+              Diagnoser("forgot the scale alpha / r of the update",
+                        variant=_lora_fw_variant(scale=lambda alpha, r: 1.0)),
+              Diagnoser("returned the update alone: LoRA adds it to the frozen "
+                        "layer's output x W^T + b", variant=_lora_fw_variant(base=False)),
+              Diagnoser("forgot the frozen bias b: y = x W^T + b + (alpha / r) "
+                        "x A^T B^T", variant=_lora_fw_variant(bias=False)),
+              Diagnoser("scaled the frozen layer's output too: alpha / r "
+                        "multiplies the update only",
+                        variant=_lora_fw_variant(scale_all=True)),
+              Diagnoser("multiplied by W, not by its transpose: W has shape "
+                        "(d_out, d_in), so a row x maps to x W^T",
+                        variant=_lora_fw_variant(w_t=True)),
+          ])
+def lora_forward(x, W, b, A, B, alpha, r):
+    """Exercise ``lora_forward(x, W, b, A, B, alpha, r) -> y``: the output of
+    a ``LoRALinear`` (section 5f), ``y = x W^T + b + (alpha / r) (x A^T)
+    B^T``. ``x: (..., d_in)`` (a batch, or a batch of sequences), the
+    frozen ``W: (d_out, d_in)`` and ``b: (d_out,)``, ``A: (r, d_in)``, ``B:
+    (d_out, r)``, the scale ``alpha`` and the rank ``r`` -> ``y: (...,
+    d_out)``. Reference: ``nnlib.LoRALinear`` around an ``nnlib.Linear``
+    holding ``W`` and ``b``, with ``lora_A = A`` and ``lora_B = B``."""
+    base = Linear(W.shape[1], W.shape[0])
+    base.weight.data[...], base.bias.data[...] = W, b
+    layer = LoRALinear(base, r=int(r), alpha=alpha)
+    layer.lora_A.data[...], layer.lora_B.data[...] = A, B
+    return layer(x)
 
 
 # --- chapter 8: one Bellman backup ------------------------------------------------
