@@ -97,11 +97,13 @@ def test_the_stub_in_the_chapter_runs_and_says_not_yet(name, capsys):
 
 def stub_says_not_yet(name, solutions, capsys):
     """The ``ex-chk-NAME`` cell of the solution's chapter runs, says "not
-    yet", and says the same thing twice (tests/test_checker_deep.py too)."""
+    yet", and says the same thing twice (tests/test_checker_deep.py too).
+    It runs alone, in an empty namespace, as in a fresh kernel or when a
+    reader jumps to the exercises: it imports what it uses itself."""
     chapter = solutions[name][0]
     nb = json.loads((BOOK / f"{chapter}.ipynb").read_text(encoding="utf-8"))
     cell = next(c for c in nb["cells"] if c.get("id") == f"ex-chk-{name}")
-    namespace = {"np": np, "nnlib": __import__("nnlib")}
+    namespace = {}
     exec("".join(cell["source"]), namespace)
     out = capsys.readouterr().out
     assert not namespace["result"] and "not yet" in out and "returned None" in out, out
