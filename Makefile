@@ -30,7 +30,7 @@ JOBS ?= 2
 # oversubscribe the cores (216 s instead of about 70), so it runs alone, last
 ALONE := book/09-finetuning-vgg16.ipynb
 
-.PHONY: setup assets system-deps book test unit notebooks browser-test gpu-check lab clean
+.PHONY: setup assets system-deps book test unit notebooks browser-test gpu-check lab lab-check clean
 
 setup: $(READY)
 
@@ -85,6 +85,11 @@ gpu-check: $(READY)
 
 lab: $(READY)
 	$(BIN)/jupyter lab book/
+
+# one checked exercise per chapter, run in JupyterLab's own UI (headless chromium):
+# the shipped stub, the chapter's solution and a wrong answer (not part of .ci/run)
+lab-check: $(READY)
+	$(BATCH) $(THREADS) $(BIN)/python -u tools/lab_exercise_check.py
 
 clean:
 	rm -rf _build _assets .pytest_cache .hypothesis
