@@ -110,6 +110,14 @@ def stub_says_not_yet(name, solutions, capsys):
     assert f"{name}: not yet" in out
     exec("".join(cell["source"]), namespace)
     assert capsys.readouterr().out == out, "the stub's message is not deterministic"
+    # the stub's imports and the chapter's solution, alone in a fresh
+    # namespace as in a fresh kernel, pass: the stub imports what it needs
+    source = "".join(cell["source"])
+    imports = source[:source.index("\ndef ")]
+    fresh = {}
+    exec(imports + "\n" + solutions[name][1], fresh)
+    assert ex.check(name, fresh[name], verbose=False), name
+    capsys.readouterr()
 
 
 def _e(z):
@@ -461,6 +469,14 @@ def test_a_failure_names_the_case_the_output_the_index_and_both_values():
     m = " ".join(r.message.split())
     assert "case 8 of 8" in m and "x with exact zeros" in m
     assert re.search(r"output dx at index \(\d+, \d+\): expected 0, got -?\d", m), m
+
+
+def test_values_that_differ_beyond_six_digits_are_printed_with_more():
+    right = ex.get("relu_backward").reference
+    r = run("relu_backward", lambda d, x: right(d, x) * (1 + 1.2e-6))
+    m = " ".join(r.message.split())
+    got = re.search(r"expected (\S+), got (\S+)", m)
+    assert got and got.group(1) != got.group(2), m
 
 
 def test_the_same_seed_gives_the_same_message_and_another_seed_other_cases():

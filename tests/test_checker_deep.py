@@ -192,20 +192,31 @@ def _att(scale="sqrt", invert=False, mask_on=True, axis=-1, stable=True,
 
 
 def _attb(scale="sqrt", jacobian="full", axis=-1, dv_t=True, dk_t=True,
-          dq_t=False, recompute=False):
+          dq_t=False, recompute=False, dv_scaled=False):
     def f(dout, Q, K, V, A):
         d = Q.shape[-1]
-        c = {"sqrt": 1 / np.sqrt(d), "none": 1.0, "d": 1 / d}[scale]
+        c = {"sqrt": 1 / np.sqrt(d), "none": 1.0, "d": 1 / d,
+             "d_v": 1 / np.sqrt(V.shape[-1]), "times": np.sqrt(d)}[scale]
         if recompute:             # the weights again from Q and K, no mask
             S = Q @ K.transpose(0, 2, 1) * c
             A = np.exp(S - S.max(-1, keepdims=True))
             A = A / A.sum(-1, keepdims=True)
         dV = A.transpose(0, 2, 1) @ dout if dv_t else A @ dout
+        if dv_scaled:
+            dV = dV * c
         dA = dout @ V.transpose(0, 2, 1)
         if jacobian == "full":
             dS = A * (dA - np.sum(dA * A, axis=axis, keepdims=True))
         elif jacobian == "none":
             dS = dA
+        elif jacobian == "mean":
+            dS = A * (dA - dA.mean(axis=-1, keepdims=True))
+        elif jacobian == "diag":
+            dS = A * (1 - A) * dA
+        elif jacobian == "minus":
+            dS = A * (np.sum(dA * A, axis=-1, keepdims=True) - dA)
+        elif jacobian == "no A":
+            dS = dA - np.sum(dA * A, axis=-1, keepdims=True)
         else:
             dS = A * dA
         dQ = (dS.transpose(0, 2, 1) if dq_t else dS) @ K * c
@@ -296,6 +307,14 @@ WRONG = {
         (_attb(dv_t=False), "dV is not transposed"),
         (_attb(dk_t=False), "dK is not transposed"),
         (_attb(dq_t=True), "dQ uses dS transposed"),
+        (_attb(jacobian="mean"), "subtracted the plain mean of each row of dA"),
+        (_attb(jacobian="diag"), "only the diagonal of the softmax's Jacobian"),
+        (_attb(dv_scaled=True), "scaled dV too"),
+        (_attb(scale="d_v"), "scaled by 1 / sqrt(d_v)"),
+        (_attb(recompute=True), "recomputed the weights from Q and K without the mask"),
+        (_attb(scale="times"), "multiplied by sqrt(d)"),
+        (_attb(jacobian="minus"), "dS has the wrong sign"),
+        (_attb(jacobian="no A"), "left out the factor A in dS"),
     ],
 }
 
@@ -355,8 +374,10 @@ def test_a_correct_answer_written_differently_passes():
     assert run("attention_forward", _att())
     assert run("attention_forward", _att(fill=-1e9))    # -inf or very negative
     assert run("attention_backward", _attb())
-    # the weights recomputed without the mask are wrong where a mask was
-    assert not run("attention_backward", _attb(recompute=True))
+    # the first case is square (T_q = T_k), so a transposed product has the
+    # right shape there and is caught by its values
+    first = ex.get("attention_backward").cases(np.random.default_rng(0))[0].args
+    assert first[1].shape[1] == first[2].shape[1]
 
 
 @pytest.mark.parametrize("name", ALL)

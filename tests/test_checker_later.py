@@ -6,7 +6,7 @@ solution printed in the chapter (the dropdown's code block that starts with
 ``# solution: NAME``) passes, typical wrong answers fail with the right
 diagnosis, the stub in the chapter says "not yet", no message shows the
 solution, and the reference agrees with PyTorch (layer norm, patches
-by ``unfold``, the cross-entropy, the cached step as causal attention's
+put back by ``fold``, the cross-entropy, the cached step as causal attention's
 last row, LoRA) or with an independent implementation (loops over
 ``env.P``, nnlib's ``value_iteration``, the chapter's REINFORCE twin).
 """
@@ -23,7 +23,7 @@ from nnlib.exercises import later as ref
 
 pytestmark = pytest.mark.book
 
-CHAPTERS = {"05d-transformer-block": ["layer_norm_forward", "patchify"],
+CHAPTERS = {"05d-transformer-block": ["layer_norm_forward", "unpatchify"],
             "05e-transformer-lm": ["causal_lm_loss", "kv_cache_step"],
             "05f-lora": ["lora_forward", "lora_sgd_step"],
             "08-rl": ["bellman_backup", "reinforce_loss_batch"]}
@@ -132,28 +132,43 @@ def _lora(scale="alpha/r", grads_scaled=True, merge_scaled=True, sequential=Fals
     return f
 
 
-def _patches(way="right"):
-    """A learner's patches, by loops over the patch grid (or a mistake)."""
-    def f(images, p):
-        n, c, h, w = images.shape
+def _unpatch(way="right"):
+    """A learner's unpatchify, patch by patch into an empty image (or a
+    mistake, as a learner would write it)."""
+    def f(patches, p, H, W):
+        n, length, cpp = patches.shape
+        c = cpp // (p * p)
+        rows, cols = H // p, W // p
         if way == "reshape":
-            return images.reshape(n, -1, c * p * p)
-        rows, cols = (w // p, h // p) if way == "grid swapped" else (h // p, w // p)
-        out = []
+            return patches.reshape(n, c, H, W)
+        if way == "channels last, reshape":
+            return patches.reshape(n, H, W, c).transpose(0, 3, 1, 2)
+        if way == "split wrong":
+            return patches.reshape(n, rows, cols, c, p, p).transpose(
+                0, 3, 1, 2, 4, 5).reshape(n, c, H, W)
+        if way == "grid swapped":
+            return patches.reshape(n, cols, rows, c, p, p).transpose(
+                0, 3, 1, 4, 2, 5).reshape(n, c, H, W)
+        if way == "cutting's transpose":
+            return patches.reshape(n, rows, cols, c, p, p).transpose(
+                0, 2, 4, 1, 3, 5).reshape(n, c, H, W)
+        if way == "unfold layout":
+            return patches.transpose(0, 2, 1).reshape(n, c, H, W)
+        if way == "channels first":
+            return patches.reshape(n, c, rows, cols, p, p).transpose(
+                0, 1, 2, 4, 3, 5).reshape(n, c, H, W)
+        images = np.zeros((n, c, H, W))
         for i in range(rows):
             for j in range(cols):
-                a, b = (j, i) if way == "columns" else (i, j)
-                if way == "grid swapped":
-                    block = images.reshape(n, c, rows, p, cols, p)[:, :, a, :, b, :]
-                else:
-                    block = images[:, :, a * p:(a + 1) * p, b * p:(b + 1) * p]
+                token = patches[:, j * rows + i if way == "columns" else i * cols + j]
                 if way == "channels last":
-                    block = block.transpose(0, 2, 3, 1)
+                    block = token.reshape(n, p, p, c).transpose(0, 3, 1, 2)
+                else:
+                    block = token.reshape(n, c, p, p)
                 if way == "patch transposed":
                     block = block.transpose(0, 1, 3, 2)
-                out.append(block.reshape(n, -1))
-        patches = np.stack(out, axis=1)
-        return patches.transpose(0, 2, 1) if way == "conv layout" else patches
+                images[:, :, i * p:(i + 1) * p, j * p:(j + 1) * p] = block
+        return images
     return f
 
 
@@ -170,18 +185,23 @@ def _kv(way="right"):
             K, V = np.concatenate([K_cache, k[:, None]], 1), np.concatenate([V_cache, v[:, None]], 1)
         Ka, Va = (K_cache, V_cache) if way == "before append" else (K, V)
         d = q.shape[-1]
-        scale = {"unscaled": 1.0, "over d": 1.0 / d}.get(way, 1.0 / np.sqrt(d))
+        scale = {"unscaled": 1.0, "over d": 1.0 / d, "d_v": 1.0 / np.sqrt(v.shape[-1]),
+                 "t": 1.0 / np.sqrt(K.shape[1])}.get(way, 1.0 / np.sqrt(d))
         out = np.empty((len(q), V.shape[-1]))
         scores = np.stack([Ka[n] @ q[n] for n in range(len(q))]) * scale
         if way == "batch axis":
             w = np.exp(scores - scores.max(axis=0)); w = w / w.sum(axis=0)
         elif way == "overflow":
             w = np.exp(scores); w = w / w.sum(axis=1, keepdims=True)
+        elif way == "global max":
+            w = np.exp(scores - scores.max()); w = w / w.sum(axis=1, keepdims=True)
         else:
             w = np.exp(scores - scores.max(axis=1, keepdims=True))
             w = w / w.sum(axis=1, keepdims=True)
         for n in range(len(q)):
             out[n] = w[n] @ Va[n]
+        if way == "old cache":
+            return out, K_cache, V_cache
         return out, K, V
     return f
 
@@ -189,9 +209,14 @@ def _kv(way="right"):
 def _lora_fw(way="right"):
     """A learner's LoRA output, through the merged update (or a mistake)."""
     def f(x, W, b, A, B, alpha, r):
-        s = {"alpha": alpha, "r/alpha": r / alpha, "no scale": 1.0}.get(way, alpha / r)
+        s = {"alpha": alpha, "r/alpha": r / alpha, "no scale": 1.0, "//": alpha // r,
+             "sqrt": alpha / np.sqrt(r)}.get(way, alpha / r)
         delta = s * (B @ A)                                # (d_out, d_in)
         base = (x @ W if way == "W" else x @ W.T) + (0.0 if way == "no bias" else b)
+        if way == "merged, no transpose":
+            return x @ (W + delta) + b
+        if way == "BA":
+            return base + x @ delta
         if way == "update only":
             return x @ delta.T
         if way == "scale all":
@@ -291,13 +316,17 @@ WRONG = {
         (_lm(sign=-1), "the sign is wrong"),
         (_lm(bits=True), "used log base 2"),
     ],
-    "patchify": [
-        (_patches("reshape"), "cut the image with a plain reshape"),
-        (_patches("channels last"), "flattened each patch as (p, p, C)"),
-        (_patches("columns"), "numbered the patches down the columns"),
-        (_patches("patch transposed"), "transposed each patch"),
-        (_patches("grid swapped"), "read the grid as W/p rows of H/p patches"),
-        (_patches("conv layout"), "one column per patch (N, C p^2, L)"),
+    "unpatchify": [
+        (_unpatch("reshape"), "put the image back with a plain reshape"),
+        (_unpatch("channels last"), "read each patch as (p, p, C)"),
+        (_unpatch("channels last, reshape"), "reshaped to (N, H, W, C) and moved"),
+        (_unpatch("cutting's transpose"), "used the cutting's transpose (0, 2, 4, 1, 3, 5)"),
+        (_unpatch("unfold layout"), "moved the token axis last and reshaped"),
+        (_unpatch("channels first"), "split the patches as (C, H/p, W/p, p, p)"),
+        (_unpatch("split wrong"), "split the patch axis as (H/p, W/p, p, p)"),
+        (_unpatch("columns"), "read the patches as numbered down the columns"),
+        (_unpatch("patch transposed"), "transposed each patch"),
+        (_unpatch("grid swapped"), "read the grid as W/p rows of H/p patches"),
     ],
     "kv_cache_step": [
         (_kv("before append"), "attended before appending"),
@@ -307,7 +336,11 @@ WRONG = {
         (_kv("unscaled"), "the scores are not scaled"),
         (_kv("over d"), "the scores are divided by d"),
         (_kv("batch axis"), "the softmax is over the batch (axis 0)"),
-        (_kv("overflow"), "exp overflowed on large scores"),
+        (_kv("overflow"), "exp overflowed, or underflowed to 0 / 0, on large scores"),
+        (_kv("global max"), "not the largest of the whole batch"),
+        (_kv("d_v"), "scaled with the size of a value"),
+        (_kv("t"), "scaled with the number of positions t"),
+        (_kv("old cache"), "returned the old cache"),
     ],
     "lora_forward": [
         (_lora_fw("alpha"), "scaled the update by alpha: the scale is alpha / r"),
@@ -317,6 +350,10 @@ WRONG = {
         (_lora_fw("no bias"), "forgot the frozen bias b"),
         (_lora_fw("scale all"), "scaled the frozen layer's output too"),
         (_lora_fw("W"), "multiplied by W, not by its transpose"),
+        (_lora_fw("BA"), "multiplied by B A, not by its transpose"),
+        (_lora_fw("merged, no transpose"), "multiplied by the merged weight"),
+        (_lora_fw("//"), "an integer division"),
+        (_lora_fw("sqrt"), "rsLoRA's scale"),
     ],
     "lora_sgd_step": [
         (_lora(scale="alpha"), "scaled the update by alpha: the scale is alpha / r"),
@@ -380,7 +417,7 @@ def test_a_correct_answer_written_differently_passes():
     assert run("layer_norm_forward", _ln())
     assert run("causal_lm_loss", _lm())
     assert run("lora_sgd_step", _lora())
-    assert run("patchify", _patches())
+    assert run("unpatchify", _unpatch())
     assert run("kv_cache_step", _kv())
     assert run("lora_forward", _lora_fw())
     assert run("bellman_backup", _backup())
@@ -426,22 +463,26 @@ def test_every_case_set_has_a_batch_of_one_odd_sizes_and_its_edge_cases():
     assert max(c.args[6] for c in lora) >= 1.0                       # lr^2 counts
     first = lora[0].args
     assert first[4] not in (first[5], 1.0)
-    patch = _cases("patchify")
+    patch = _cases("unpatchify")
     assert min(c.args[0].shape[0] for c in patch) == 1
-    assert any(c.args[0].shape[2] != c.args[0].shape[3] for c in patch)   # H != W
-    assert {1} < {c.args[0].shape[1] for c in patch}                       # C = 1 and more
+    assert any(c.args[2] != c.args[3] for c in patch)                     # H != W
+    channels = {c.args[0].shape[2] // c.args[1] ** 2 for c in patch}
+    assert 1 in channels and len(channels) > 2                            # C = 1 and more
     assert any(c.args[1] == 1 for c in patch)                             # p = 1
-    assert any(c.args[1] == c.args[0].shape[2] == c.args[0].shape[3] for c in patch)
-    assert all(c.args[0].shape[2] % c.args[1] == c.args[0].shape[3] % c.args[1] == 0
-               for c in patch)
+    assert any(c.args[1] == c.args[2] == c.args[3] for c in patch)        # one patch
+    for c in patch:
+        patches, p, H, W = c.args
+        assert H % p == W % p == 0 and patches.shape[1] == (H // p) * (W // p)
+        assert patches.shape[2] % (p * p) == 0
     kv = _cases("kv_cache_step")
     assert min(c.args[0].shape[0] for c in kv) == 1
     assert {0, 1} <= {c.args[3].shape[1] for c in kv}                     # empty, one row
     assert any(c.args[0].shape[1] == 1 for c in kv)                       # d = 1
     assert any(c.args[2].shape[1] != c.args[0].shape[1] for c in kv)      # d_v != d
-    assert any(c.args[3].shape[1] and np.abs(np.einsum(
-        "nd,ntd->nt", c.args[0], c.args[3])).max() / np.sqrt(c.args[0].shape[1]) > 710
-               for c in kv)                                               # exp overflows
+    big = [np.einsum("nd,ntd->nt", c.args[0], c.args[3]) / np.sqrt(c.args[0].shape[1])
+           for c in kv if c.args[3].shape[1]]
+    assert any(s.max() > 710 for s in big)                                # exp overflows
+    assert any(s.max() - s.max(axis=1).min() > 745 for s in big)          # and one max fails
     assert kv[0].args[3].shape[1] > 0
     lf = _cases("lora_forward")
     assert min(c.args[0].shape[0] for c in lf) == 1
@@ -548,20 +589,26 @@ def test_lora_sgd_step_agrees_with_torch_and_with_nnlib_training():
     assert np.abs(_lora(linear=True)(x, dy, A, B, 6.0, 2, 0.5)[2] - got[2]).max() > 1e-6
 
 
-def test_patchify_agrees_with_torch_unfold_and_with_the_chapters_conv():
+def test_unpatchify_agrees_with_torch_fold_and_inverts_the_chapters_cutting():
     torch = pytest.importorskip("torch")
     from nnlib import Conv2d
 
-    for case in _cases("patchify"):
-        images, p = case.args
+    rng = np.random.default_rng(3)
+    for case in _cases("unpatchify"):
+        patches, p, H, W = case.args
+        fold = torch.nn.functional.fold(torch.tensor(patches).transpose(1, 2), (H, W), p,
+                                        stride=p)
+        _close(ref.unpatchify(*case.args), fold)
+        # the inverse of the section's cutting, and of torch's unfold
+        n, c = len(patches), patches.shape[2] // p ** 2
+        images = rng.standard_normal((n, c, H, W))
+        np.testing.assert_array_equal(ref.unpatchify(ref._cut(images, p), p, H, W), images)
         unfold = torch.nn.functional.unfold(torch.tensor(images), p, stride=p)
-        _close(ref.patchify(images, p), unfold.transpose(1, 2))
-        conv = Conv2d(images.shape[1], 5, kernel_size=p, stride=p,
-                      rng=np.random.default_rng(0))
-        y = conv(images)
-        by_patches = (ref.patchify(images, p) @ conv.weight.data.reshape(5, -1).T
-                      + conv.bias.data)
-        _close(by_patches, y.reshape(len(images), 5, -1).transpose(0, 2, 1))
+        np.testing.assert_array_equal(ref._cut(images, p), unfold.transpose(1, 2).numpy())
+        # the cutting is the section's: with it, a Conv2d of stride p is a matrix product
+        conv = Conv2d(c, 5, kernel_size=p, stride=p, rng=np.random.default_rng(0))
+        by_patches = ref._cut(images, p) @ conv.weight.data.reshape(5, -1).T + conv.bias.data
+        _close(by_patches, conv(images).reshape(n, 5, -1).transpose(0, 2, 1))
 
 
 def test_kv_cache_step_is_the_last_row_of_causal_attention_in_torch():
@@ -579,6 +626,7 @@ def test_kv_cache_step_is_the_last_row_of_causal_attention_in_torch():
                                               torch.tensor(V), is_causal=True)
         _close(out, full[:, -1])
         np.testing.assert_array_equal(K[:, :t], K_cache)
+        np.testing.assert_array_equal(V[:, :t], V_cache)
         np.testing.assert_array_equal(K[:, t], k)
         np.testing.assert_array_equal(V[:, t], v)
 

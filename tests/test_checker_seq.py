@@ -141,19 +141,37 @@ def test_cases_cover_a_first_step_a_beam_of_one_ties_and_minus_infinity():
 
 # --- the perplexity of a padded batch -----------------------------------------
 def _ppl(pad=True, per_sequence=None, log_softmax=True, stable=True, base=np.e,
-         sign=-1.0):
+         sign=-1.0, mask=None, no_exp=False, axis=2, shift=False):
     """A learner's perplexity, with one mistake where an argument says so."""
     def f(logits, targets, lengths):
         n, t, v = logits.shape
         if not log_softmax:
             lp = logits
-        elif stable:
-            z = logits - logits.max(axis=2, keepdims=True)
+        elif stable == "global":
+            z = logits - logits.max()
             lp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+        elif stable == "per sequence":
+            z = logits - logits.max(axis=(1, 2), keepdims=True)
+            lp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+        elif stable:
+            z = logits - logits.max(axis=axis, keepdims=True)
+            lp = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
         else:
             lp = np.log(np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True))
+        if shift:                              # a language model's shift, by mistake
+            lp, targets, lengths, t = lp[:, :-1], targets[:, 1:], lengths - 1, t - 1
         loss = sign * lp[np.arange(n)[:, None], np.arange(t)[None, :], targets]
         real = np.arange(t)[None, :] < lengths[:, None] if pad else np.ones((n, t), bool)
+        if mask == "targets":
+            real = targets != 0
+        elif mask == "<=":
+            real = np.arange(t)[None, :] <= lengths[:, None]
+        elif mask == "-1":
+            real = np.arange(t)[None, :] < lengths[:, None] - 1
+        elif mask == "times":                   # zero the padding, divide by N T
+            return float(base ** (loss * real).mean())
+        if no_exp:
+            return float(loss[real].mean())
         if per_sequence == "loss":
             return float(base ** np.mean([loss[i][real[i]].mean() for i in range(n)]))
         if per_sequence == "perplexity":
@@ -169,7 +187,16 @@ PPL_WRONG = [
     (_ppl(log_softmax=False), "used the logits as log-probabilities"),
     (_ppl(sign=1.0), "the loss has the wrong sign"),
     (_ppl(base=2.0), "used base 2 with a loss in nats"),
-    (_ppl(stable=False), "exp overflowed on large logits"),
+    (_ppl(stable=False), "a NaN, an infinity or a 0 came out on large logits"),
+    (_ppl(stable="global"), "one maximum for the whole batch"),
+    (_ppl(mask="times"), "divided by all N T positions"),
+    (_ppl(mask="targets"), "found the padding from the targets (targets != 0)"),
+    (_ppl(mask="<="), "the mask is one position too long"),
+    (_ppl(mask="-1"), "the mask is one position too short"),
+    (_ppl(no_exp=True), "returned the mean loss"),
+    (_ppl(stable="per sequence"), "or for a whole sequence"),
+    (_ppl(axis=1), "the softmax is over the positions (axis 1)"),
+    (_ppl(shift=True), "shifted the targets by one"),
 ]
 
 
@@ -214,6 +241,13 @@ def test_perplexity_cases_and_reference_agree_with_torch():
             torch.tensor(t).reshape(-1), ignore_index=-100)
         assert np.isclose(sequences.padded_perplexity(*case.args),
                           float(torch.exp(ce)), rtol=1e-10, atol=0)
+    first = cases[0].args
+    assert first[1][0, 0] == 0 and first[2][0] > 0     # a real token with the padding's id
+    large, _, ends = [c for c in cases if "large logits" in c.note][0].args
+    for n, length in enumerate(ends):   # within every sequence, as within the batch:
+        row_max = large[n, :length].max(axis=1)                        # exp(-745) = 0
+        assert length < 2 or (row_max.min() > 900 and row_max.max() - row_max.min() > 745)
     uniform = [c for c in cases if "uniform" in c.note][0]
+    assert not uniform.args[0].any()                   # every logit 0, padding included
     assert np.isclose(sequences.padded_perplexity(*uniform.args),
                       uniform.args[0].shape[2], rtol=1e-12)   # V, the identity

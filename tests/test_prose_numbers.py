@@ -54,6 +54,7 @@ STRIPPED = [
                re.S | re.M),
     re.compile(r"`[^`\n]+`"),                        # inline code
     re.compile(r"§\s?\d+(?:\.\d+)*(?:\s?[–-]\s?\d+(?:\.\d+)*)?"),  # §2.1–2.3
+    re.compile(r"arXiv:\d{4}\.\d{4,5}"),             # a reference's identifier
 ]
 
 

@@ -285,9 +285,12 @@ def _compare(ex: Exercise, case: Case, outs: list, refs: list):
         else:
             idx, count = _first_difference(ga, exp)
             where = f" at index {idx}" if idx else ""
-            lines.append(f"output {name}{where}: expected {_fmt(exp[idx])}, got "
-                         f"{_fmt(ga[idx])}" + (f" ({count} of {exp.size} entries "
-                                               "differ)" if exp.size > 1 else ""))
+            e_s, g_s = _fmt(exp[idx]), _fmt(ga[idx])
+            if e_s == g_s:                  # they differ beyond 6 digits: show more
+                e_s, g_s = f"{float(exp[idx]):.12g}", f"{float(ga[idx]):.12g}"
+            lines.append(f"output {name}{where}: expected {e_s}, got "
+                         f"{g_s}" + (f" ({count} of {exp.size} entries "
+                                     "differ)" if exp.size > 1 else ""))
         causes = _causes(ex, case, i, got, got_arrays, exps)
         low = getattr(got, "dtype", None) in (np.float32, np.float16)
         if low and ga.shape == exp.shape and np.allclose(ga, exp, rtol=1e-3, atol=1e-6):

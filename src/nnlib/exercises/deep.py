@@ -638,20 +638,34 @@ def _att_bw_cases(rng):
 
 
 def _att_bw_variant(scale="sqrt", ds="full", rowsum_axis=-1, dv="A^T",
-                    dk="dS^T Q", dq="dS K"):
+                    dk="dS^T Q", dq="dS K", dv_scaled=False, recompute=False):
     """The backward of one head with a known mistake: the scale
-    (``"sqrt"``: 1/sqrt(d); ``"none"``; ``"d"``: 1/d), dS from dA
-    (``"full"``; ``"dA"``: the softmax's Jacobian left out; ``"A*dA"``:
-    its row-sum term left out) with the row sum over ``rowsum_axis``, and
-    the products for dV, dK and dQ (transposed or not)."""
+    (``"sqrt"``: 1/sqrt(d); ``"none"``; ``"d"``: 1/d; ``"dv"``:
+    1/sqrt(d_v)), also on dV (``dv_scaled``); dS from dA (``"full"``;
+    ``"dA"``: the softmax's Jacobian left out; ``"A*dA"``: its row-sum
+    term left out; ``"mean"``: the plain row mean of dA subtracted;
+    ``"diag"``: the Jacobian's diagonal A (1 - A) only) with the row sum
+    over ``rowsum_axis``; the products for dV, dK and dQ (transposed or
+    not); the weights recomputed from Q and K without the mask
+    (``recompute``)."""
     def variant(dout, Q, K, V, A):
         d = Q.shape[-1]
-        c = {"sqrt": 1 / np.sqrt(d), "none": 1.0, "d": 1 / d}[scale]
+        c = {"sqrt": 1 / np.sqrt(d), "none": 1.0, "d": 1 / d,
+             "dv": 1 / np.sqrt(V.shape[-1]), "times": np.sqrt(d)}[scale]
         T = lambda a: np.swapaxes(a, -1, -2)                  # noqa: E731
+        if recompute:
+            if (A > 0).all():
+                raise ValueError("no mask here: the same weights")
+            s = Q @ T(K) / np.sqrt(d)
+            e = np.exp(s - s.max(axis=-1, keepdims=True))
+            A = e / e.sum(axis=-1, keepdims=True)
         dV = T(A) @ dout if dv == "A^T" else A @ dout
+        dV = dV * c if dv_scaled else dV
         dA = dout @ T(V)
         dS = {"full": A * (dA - (dA * A).sum(axis=rowsum_axis, keepdims=True)),
-              "dA": dA, "A*dA": A * dA}[ds]
+              "dA": dA, "A*dA": A * dA, "mean": A * (dA - dA.mean(axis=-1, keepdims=True)),
+              "diag": A * (1 - A) * dA, "minus": -A * (dA - (dA * A).sum(axis=-1, keepdims=True)),
+              "no A": dA - (dA * A).sum(axis=-1, keepdims=True)}[ds]
         dQ = (dS @ K if dq == "dS K" else T(dS) @ K) * c
         dK = (T(dS) @ Q if dk == "dS^T Q" else dS @ Q) * c
         return dQ, dK, dV
@@ -689,6 +703,38 @@ def _att_bw_variant(scale="sqrt", ds="full", rowsum_axis=-1, dv="A^T",
               Diagnoser("dQ uses dS transposed: S = Q K^T, so dQ = dS K "
                         "(times the scale), of the shape of Q", outputs=("dQ",),
                         variant=_att_bw_variant(dq="dS^T K")),
+              Diagnoser("subtracted the plain mean of each row of dA: the "
+                        "softmax's vector-Jacobian product subtracts the "
+                        "weighted sum rowsum(dA * A), weighted by the row's "
+                        "own weights", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(ds="mean")),
+              Diagnoser("used only the diagonal of the softmax's Jacobian, "
+                        "A (1 - A): each weight of a row depends on every "
+                        "score of the row, so dS = A * (dA - rowsum(dA * A))",
+                        outputs=("dQ", "dK"), variant=_att_bw_variant(ds="diag")),
+              Diagnoser("scaled dV too: the scale 1 / sqrt(d) is inside the "
+                        "scores S, so it reaches dQ and dK; out = A V has no "
+                        "scale, so dV = A^T dout", outputs=("dV",),
+                        variant=_att_bw_variant(dv_scaled=True)),
+              Diagnoser("scaled by 1 / sqrt(d_v), the size of a value: the "
+                        "scale is 1 / sqrt(d), d the size of a query and a "
+                        "key (Q.shape[-1])", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(scale="dv")),
+              Diagnoser("multiplied by sqrt(d): S = Q K^T / sqrt(d), so dQ and "
+                        "dK are divided by it", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(scale="times")),
+              Diagnoser("dS has the wrong sign: dS = A * (dA - rowsum(dA * A)), "
+                        "the weight times (its gradient minus the row's "
+                        "weighted mean)", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(ds="minus")),
+              Diagnoser("left out the factor A in dS: dS = A * (dA - rowsum(dA "
+                        "* A)); a weight's score moves it in proportion to the "
+                        "weight itself", outputs=("dQ", "dK"),
+                        variant=_att_bw_variant(ds="no A")),
+              Diagnoser("recomputed the weights from Q and K without the "
+                        "mask: use the forward's weights, 0 where a pair was "
+                        "masked (or apply the mask again before the softmax)",
+                        variant=_att_bw_variant(recompute=True)),
           ])
 def attention_backward(dout, Q, K, V, weights):
     """Exercise ``attention_backward(dout, Q, K, V, weights) -> (dQ, dK,

@@ -1,5 +1,5 @@
 """The exercises of sections 5d to 5f and chapter 8: a layer norm and a
-Vision Transformer's patches, a language model's loss and one generation
+Vision Transformer's patches put back into images, a language model's loss and one generation
 step with a key-value cache, a LoRA layer's output and one SGD step of
 it, one Bellman backup and the REINFORCE loss of a batch of episodes,
 checked against nnlib's own.
@@ -8,7 +8,7 @@ Each function here is the reference of the exercise of the same name; its
 docstring is the exercise's contract (arguments, shapes, layouts, what to
 return), in nnlib's and PyTorch's conventions: a sequence batch ``(N, T,
 E)`` normalised over its last axis, images ``(N, C, H, W)`` cut into
-patches numbered row by row, logits ``(N, T, V)`` for windows of
+patches numbered row by row and put back, logits ``(N, T, V)`` for windows of
 ``T + 1`` character ids, one head's cache ``(N, t, d)`` with the newest
 position last, ``W: (d_out, d_in)``, ``A: (r, d_in)`` and ``B:
 (d_out, r)`` for LoRA (as ``nnlib.LoRALinear`` and peft, the gradients
@@ -24,7 +24,7 @@ mistakes) and with the wrong answers the checker recognises.
 exercise                  chapter                returns
 ========================  =====================  ======================
 ``layer_norm_forward``    05d-transformer-block  ``y``
-``patchify``              05d-transformer-block  ``patches``
+``unpatchify``            05d-transformer-block  ``images``
 ``causal_lm_loss``        05e-transformer-lm     ``loss``
 ``kv_cache_step``         05e-transformer-lm     ``(out, K, V)``
 ``lora_forward``          05f-lora               ``y``
@@ -48,7 +48,7 @@ from ..optim import SGD
 from ..rl.reinforce import returns_to_go
 from ._core import Case, Diagnoser, register
 
-__all__ = ["layer_norm_forward", "patchify", "causal_lm_loss", "kv_cache_step",
+__all__ = ["layer_norm_forward", "unpatchify", "causal_lm_loss", "kv_cache_step",
            "lora_sgd_step", "lora_forward", "bellman_backup", "reinforce_loss_batch"]
 
 
@@ -159,8 +159,8 @@ def layer_norm_forward(x, gamma, beta, eps):
     return Fn.layer_norm_forward(x, 1, gamma, beta, eps)[0]
 
 
-# --- section 5d: cutting an image into patches (ViT) --------------------------
-def _patch_cases(rng):
+# --- section 5d: putting an image back together from its patches (ViT) --------
+def _unpatch_cases(rng):
     # (N, C, H, W, p), note
     settings = [((2, 3, 8, 8, 4), ""),
                 ((1, 1, 6, 6, 2), "batch of 1 and one channel"),
@@ -169,70 +169,126 @@ def _patch_cases(rng):
                 ((2, 3, 4, 4, 1), "p = 1 (every pixel a token)"),
                 ((2, 3, 6, 6, 6), "p = H = W (one patch per image)"),
                 ((1, 5, 8, 4, 4), "five channels, a tall image")]
-    return [Case((rng.standard_normal((n, c, h, w)), p), note)
-            for (n, c, h, w, p), note in settings]
+    out = []
+    for (n, c, h, w, p), note in settings:
+        patches = rng.standard_normal((n, (h // p) * (w // p), c * p * p))
+        out.append(Case((patches, p, h, w), note))
+    return out
 
 
-def _patch_variant(order=(0, 2, 4, 1, 3, 5), grid="hw", flat=False, layout="tokens"):
-    """Patches with a known mistake: the axes of ``(N, C, H/p, p, W/p, p)``
-    moved in ``order``; the grid read as W/p rows (``grid="wh"``); the image
-    cut by a plain reshape (``flat``); the result left as ``(N, C p^2, L)``
-    (``layout="conv"``)."""
-    def variant(images, p):
+def _cut(images, p):
+    """The section's cutting, ``(N, C, H, W) -> (N, L, C p^2)``."""
+    n, c, h, w = images.shape
+    six = images.reshape(n, c, h // p, p, w // p, p)
+    return six.transpose(0, 2, 4, 1, 3, 5).reshape(n, -1, c * p * p)
+
+
+def _wrong_cut(kind):
+    """A cutting with a known mistake, ``(N, C, H, W) -> (N, L, C p^2)``."""
+    def cut(images, p):
         n, c, h, w = images.shape
-        if flat:
+        rows, cols = h // p, w // p
+        if kind == "reshape":                     # no axes moved at all
             return images.reshape(n, -1, c * p * p)
-        rows, cols = (h // p, w // p) if grid == "hw" else (w // p, h // p)
+        if kind == "channels last, reshape":      # NHWC, then no axes moved
+            return images.transpose(0, 2, 3, 1).reshape(n, -1, c * p * p)
+        if kind == "split wrong":                 # (rows, cols, p, p): not the pixel axes
+            six = images.reshape(n, c, rows, cols, p, p)
+            return six.transpose(0, 2, 3, 1, 4, 5).reshape(n, -1, c * p * p)
+        if kind == "grid swapped":
+            six = images.reshape(n, c, cols, p, rows, p)
+            return six.transpose(0, 2, 4, 1, 3, 5).reshape(n, -1, c * p * p)
+        order = {"channels last": (0, 2, 4, 3, 5, 1), "columns": (0, 4, 2, 1, 3, 5),
+                 "patch transposed": (0, 2, 4, 1, 5, 3)}[kind]
         six = images.reshape(n, c, rows, p, cols, p)
-        out = six.transpose(order).reshape(n, rows * cols, c * p * p)
-        return out.transpose(0, 2, 1) if layout == "conv" else out
+        return six.transpose(order).reshape(n, -1, c * p * p)
+    return cut
+
+
+def _unpatch_variant(kind):
+    """The inverse of a wrong cutting: where the wrong cutting put a pixel,
+    this takes it back from (every wrong cutting is a permutation of the
+    pixels, so it has an inverse)."""
+    def variant(patches, p, h, w):
+        n, length, cpp = patches.shape
+        c = cpp // (p * p)
+        where = _wrong_cut(kind)(np.arange(n * c * h * w).reshape(n, c, h, w), p)
+        images = np.empty(n * c * h * w)
+        images[where.ravel()] = patches.ravel()
+        return images.reshape(n, c, h, w)
     return variant
 
 
-@register("patchify", chapter="05d-transformer-block", args=("images", "p"),
-          outputs=("patches",), cases=_patch_cases,
+@register("unpatchify", chapter="05d-transformer-block", args=("patches", "p", "H", "W"),
+          outputs=("images",), cases=_unpatch_cases,
           diagnosers=[
-              Diagnoser("cut the image with a plain reshape: consecutive "
-                        "numbers in memory are runs along a row of pixels, so "
-                        "each token is a strip of the image, not a p x p "
-                        "patch; reshape to (N, C, H/p, p, W/p, p) and move "
-                        "the two patch-grid axes in front before flattening",
-                        variant=_patch_variant(flat=True)),
-              Diagnoser("flattened each patch as (p, p, C), channels last: "
-                        "flatten it as (C, p, p), the layout of a Conv2d's "
-                        "weight (E, C, p, p) and of torch's unfold",
-                        variant=_patch_variant(order=(0, 2, 4, 3, 5, 1))),
-              Diagnoser("numbered the patches down the columns: number them "
-                        "row by row, left to right and then top to bottom, "
-                        "as a Conv2d's output (N, E, H/p, W/p) flattens",
-                        variant=_patch_variant(order=(0, 4, 2, 1, 3, 5))),
-              Diagnoser("transposed each patch (its rows and columns "
-                        "swapped): inside a patch, the pixel rows come first, "
-                        "as in the image", variant=_patch_variant(order=(0, 2, 4, 1, 5, 3))),
+              Diagnoser("put the image back with a plain reshape: that is the "
+                        "inverse of cutting it by a plain reshape, whose tokens "
+                        "are runs of consecutive numbers in memory (along the "
+                        "rows of pixels, and on into the next channel), not p x "
+                        "p patches; reshape to (N, H/p, W/p, C, p, p) and move "
+                        "the axes back to (N, C, H/p, p, W/p, p)",
+                        variant=_unpatch_variant("reshape")),
+              Diagnoser("used the cutting's transpose (0, 2, 4, 1, 3, 5) again: "
+                        "that permutation is not its own inverse; after "
+                        "reshaping to (N, H/p, W/p, C, p, p), the axes go back "
+                        "with (0, 3, 1, 4, 2, 5)", variant=lambda patches, p, h, w: (
+                            patches.reshape(len(patches), h // p, w // p, -1, p, p)
+                            .transpose(0, 2, 4, 1, 3, 5).reshape(len(patches), -1, h, w))),
+              Diagnoser("moved the token axis last and reshaped: (N, C p^2, L) "
+                        "is unfold's layout, in which a row holds one number of "
+                        "every patch, not a row of pixels; split the token axis "
+                        "into the patch grid and each token into (C, p, p) first",
+                        variant=lambda patches, p, h, w: patches.transpose(0, 2, 1).reshape(
+                            len(patches), -1, h, w)),
+              Diagnoser("split the patches as (C, H/p, W/p, p, p), the channels "
+                        "first: the token axis (the patch's place) comes before "
+                        "each token's C p^2 numbers, so reshape to (N, H/p, W/p, "
+                        "C, p, p)", variant=lambda patches, p, h, w: patches.reshape(
+                            len(patches), -1, h // p, w // p, p, p).transpose(
+                            0, 1, 2, 4, 3, 5).reshape(len(patches), -1, h, w)),
+              Diagnoser("read each patch as (p, p, C), channels last: the "
+                        "section flattens a patch as (C, p, p), the layout of a "
+                        "Conv2d's weight (E, C, p, p)",
+                        variant=_unpatch_variant("channels last")),
+              Diagnoser("reshaped to (N, H, W, C) and moved the channels to the "
+                        "front: that inverts cutting a channels-last image by a "
+                        "plain reshape, whose tokens are not p x p patches; "
+                        "reshape to (N, H/p, W/p, C, p, p) first",
+                        variant=_unpatch_variant("channels last, reshape")),
+              Diagnoser("split the patch axis as (H/p, W/p, p, p) in the wrong "
+                        "places: a pixel's row is (patch row, row in the patch), "
+                        "so the image is (N, C, H/p, p, W/p, p) before the last "
+                        "reshape", variant=_unpatch_variant("split wrong")),
+              Diagnoser("read the patches as numbered down the columns: the "
+                        "section numbers them row by row, left to right and "
+                        "then top to bottom, as a Conv2d's output (N, E, H/p, "
+                        "W/p) flattens", variant=_unpatch_variant("columns")),
+              Diagnoser("transposed each patch (its rows and columns swapped): "
+                        "inside a patch the pixel rows come first, as in the "
+                        "image", variant=_unpatch_variant("patch transposed")),
               Diagnoser("read the grid as W/p rows of H/p patches: an image "
-                        "(C, H, W) has H/p rows of W/p patches; reshape to "
-                        "(N, C, H/p, p, W/p, p)", variant=_patch_variant(grid="wh")),
-              Diagnoser("returned the layout of a Conv2d's output, one "
-                        "column per patch (N, C p^2, L): the Transformer "
-                        "wants one row per token, (N, L, C p^2)",
-                        variant=_patch_variant(layout="conv")),
+                        "(C, H, W) has H/p rows of W/p patches",
+                        variant=_unpatch_variant("grid swapped")),
           ])
-def patchify(images, p):
-    """Exercise ``patchify(images, p) -> patches``: cut a batch of images
-    into non-overlapping ``p x p`` patches and flatten each, as a Vision
-    Transformer does before its linear projection. ``images: (N, C, H, W)``
-    with H and W multiples of p -> ``patches: (N, L, C p^2)``, ``L = (H/p)
-    (W/p)``: the patches numbered row by row (left to right, then top to
-    bottom), each flattened as ``(C, p, p)``, so that ``patches @
-    conv.weight.reshape(E, -1).T + conv.bias`` is a ``Conv2d(C, E, p,
-    stride=p)``'s output flattened, and ``patches`` equals
-    ``torch.nn.functional.unfold(images, p, stride=p).transpose(1, 2)``.
-    Reference: ``nnlib.functional.conv2d_forward`` with stride p and the
-    identity filters (one per number of a patch)."""
-    n, c, h, w = images.shape
-    eye = np.eye(c * p * p).reshape(c * p * p, c, p, p)     # filter j reads number j
-    y, _ = Fc.conv2d_forward(images, eye, stride=p)          # (N, C p^2, H/p, W/p)
-    return y.reshape(n, c * p * p, -1).transpose(0, 2, 1)
+def unpatchify(patches, p, H, W):
+    """Exercise ``unpatchify(patches, p, H, W) -> images``: the inverse of
+    section 5d's cutting of images into patches, as a masked autoencoder
+    needs to turn its predicted patches back into pictures. ``patches: (N,
+    L, C p^2)``, ``L = (H/p)(W/p)``, the patches of ``(N, C, H, W)`` images
+    numbered row by row (left to right, then top to bottom), each flattened
+    as ``(C, p, p)``, as ``torch.nn.functional.unfold(images, p,
+    stride=p).transpose(1, 2)`` gives them -> ``images: (N, C, H, W)``, with
+    ``C = patches.shape[-1] / p^2``. Reference: the gradient with respect
+    to its input of ``nnlib.functional.conv2d_forward`` with stride p and
+    the identity filters (one per number of a patch): the cutting only
+    moves numbers, so its adjoint is its inverse."""
+    n, length, cpp = patches.shape
+    c = cpp // (p * p)
+    eye = np.eye(cpp).reshape(cpp, c, p, p)
+    _, cache = Fc.conv2d_forward(np.zeros((n, c, H, W)), eye, stride=p)
+    dy = patches.transpose(0, 2, 1).reshape(n, cpp, H // p, W // p)
+    return Fc.conv2d_backward(dy, cache)[0]
 
 
 # --- section 5e: the loss of a language model ---------------------------------
@@ -355,7 +411,7 @@ def causal_lm_loss(logits, ids):
 
 # --- section 5e: one generation step with a key-value cache --------------------
 def _kv_cases(rng):
-    # (N, t cached, d, d_v, score scale), note
+    # (N, t - 1 cached, d, d_v, score scale), note
     settings = [((2, 4, 8, 8, 1.0), ""),
                 ((1, 3, 4, 4, 1.0), "batch of 1"),
                 ((3, 0, 5, 5, 1.0), "the first step: an empty cache"),
@@ -370,17 +426,21 @@ def _kv_cases(rng):
         v = rng.standard_normal((n, dv))
         K = rng.standard_normal((n, t, d)) * scale
         V = rng.standard_normal((n, t, dv))
+        if note == "large scores":           # each sequence's scores of another size
+            q = q * np.array([1.0, 4.0])[:, None]
         out.append(Case((q, k, v, K, V), note))
     return out
 
 
 def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
-                stable=True, attend_cache_only=False):
+                stable=True, attend_cache_only=False, scale_by=None):
     """One cached step with a known mistake: the new key and value put in
     front (``keys="front"``), the query appended in place of the key
     (``"query"``), the cache replaced by the new position (``"replace"``);
-    the scores scaled by ``scale(d)``; the softmax over ``axis``; without
-    the max subtracted (``stable``); attending before appending
+    the old cache returned (``"old"``); the scores scaled by ``scale(d)``,
+    or by ``1 / sqrt`` of ``scale_by`` ("d_v": the size of a value; "t":
+    the number of positions); the softmax over ``axis``; without the max
+    subtracted (``stable``); attending before appending
     (``attend_cache_only``)."""
     def variant(q, k, v, K_cache, V_cache):
         new_k, new_v = k[:, None], v[:, None]
@@ -395,9 +455,13 @@ def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
         K_att, V_att = (K_cache, V_cache) if attend_cache_only else (K, V)
         if K_att.shape[1] == 0:
             raise ValueError("nothing to attend to")
-        s = np.einsum("nd,ntd->nt", q, K_att) * scale(q.shape[-1])
+        c = {None: scale(q.shape[-1]), "d_v": 1.0 / np.sqrt(v.shape[-1]),
+             "t": 1.0 / np.sqrt(K.shape[1])}[scale_by]
+        s = np.einsum("nd,ntd->nt", q, K_att) * c
         e = np.exp(s - s.max(axis=axis, keepdims=True) if stable else s)
         a = e / e.sum(axis=axis, keepdims=True)
+        if keys == "old":
+            K, V = K_cache, V_cache
         return np.einsum("nt,ntd->nd", a, V_att), K, V
     return variant
 
@@ -407,15 +471,16 @@ def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
           cases=_kv_cases,
           diagnosers=[
               Diagnoser("attended before appending: the new position attends to "
-                        "itself too (the causal mask allows key t for query t), "
+                        "itself too (the causal mask lets position t see key t), "
                         "so append k and v to the cache first, then attend over "
-                        "all t + 1 rows", variant=_kv_variant(attend_cache_only=True),
+                        "all t rows", variant=_kv_variant(attend_cache_only=True),
                         outputs=("out",)),
-              Diagnoser("put the new key and value in front of the cache: "
-                        "attention does not care about the order of the keys "
-                        "(out is right), but the cache keeps the positions in "
-                        "order, so the next step's rows line up with the text; "
-                        "append at the end", variant=_kv_variant(keys="front")),
+              Diagnoser("put the new key and value in front of the cache: the "
+                        "cache keeps the positions in the order of the text, so "
+                        "that row j is position j at every later step; append at "
+                        "the end (attention itself does not depend on the order "
+                        "of its keys)", variant=_kv_variant(keys="front"),
+                        outputs=("K", "V")),
               Diagnoser("appended the query to the keys: the cache holds the "
                         "keys k of the positions so far (and their values v)",
                         variant=_kv_variant(keys="query")),
@@ -427,24 +492,37 @@ def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
                         variant=_kv_variant(scale=lambda d: 1.0), outputs=("out",)),
               Diagnoser("the scores are divided by d: the scale is 1 / sqrt(d)",
                         variant=_kv_variant(scale=lambda d: 1.0 / d), outputs=("out",)),
+              Diagnoser("the scores are scaled with the size of a value: the "
+                        "scale is 1 / sqrt(d), d the size of a query and a key "
+                        "(q.shape[-1])", variant=_kv_variant(scale_by="d_v"),
+                        outputs=("out",)),
+              Diagnoser("the scores are scaled with the number of positions t: "
+                        "the scale is 1 / sqrt(d), d the size of a query and a "
+                        "key, the same at every step", variant=_kv_variant(scale_by="t"),
+                        outputs=("out",)),
+              Diagnoser("returned the old cache: return K and V with the new "
+                        "position appended, for the next step",
+                        variant=_kv_variant(keys="old"), outputs=("K", "V")),
               Diagnoser("the softmax is over the batch (axis 0): each query's "
-                        "weights are a distribution over its own t + 1 keys",
+                        "weights are a distribution over its own t keys",
                         variant=_kv_variant(axis=0), outputs=("out",)),
-              Diagnoser("exp overflowed on large scores: subtract each row's "
-                        "largest score before exp (section 5c)",
-                        test=lambda a, g, e: _nonfinite(0)(a, g, e), outputs=("out",)),
+              Diagnoser("exp overflowed, or underflowed to 0 / 0, on large "
+                        "scores: subtract each sequence's own largest score "
+                        "before exp (section 5c), not the largest of the whole "
+                        "batch", test=lambda a, g, e: _nonfinite(0)(a, g, e),
+                        outputs=("out",)),
           ])
 def kv_cache_step(q, k, v, K_cache, V_cache):
     """Exercise ``kv_cache_step(q, k, v, K_cache, V_cache) -> (out, K, V)``:
     one generation step of one attention head with a key-value cache, as
     section 5e's generation does in every block. ``q, k: (N, d)`` and ``v:
-    (N, d_v)``, the new position's query, key and value; ``K_cache: (N, t,
-    d)`` and ``V_cache: (N, t, d_v)``, the keys and values of the t
-    positions before it (t may be 0). Returns ``K: (N, t + 1, d)`` and ``V:
-    (N, t + 1, d_v)``, the cache with the new position appended at the end,
-    and ``out: (N, d_v)``, the new position's attention output ``softmax(q
-    K^T / sqrt(d)) V`` over all t + 1 positions: the last row of causal
-    attention over the whole sequence. Reference: the cache appended, then
+    (N, d_v)``, the query, key and value of the new position t; ``K_cache:
+    (N, t - 1, d)`` and ``V_cache: (N, t - 1, d_v)``, the keys and values
+    of the t - 1 positions before it (none at the first position).
+    Returns ``K: (N, t, d)`` and ``V: (N, t, d_v)``, the cache with the new
+    position appended at the end, and ``out: (N, d_v)``, the new position's
+    attention output ``softmax(q K^T / sqrt(d)) V`` over all t positions:
+    the last row of causal attention over the whole sequence. Reference: the cache appended, then
     ``nnlib.functional.scaled_dot_product_attention_forward`` with one
     query."""
     K = np.concatenate([K_cache, k[:, None]], axis=1)
@@ -596,15 +674,15 @@ def _lora_fw_cases(rng):
 
 
 def _lora_fw_variant(scale=lambda alpha, r: alpha / r, base=True, bias=True,
-                     scale_all=False, w_t=False):
+                     scale_all=False, w_t=False, ba_t=False):
     """The LoRA output with a known mistake: the update scaled by
     ``scale(alpha, r)``; the frozen path left out (``base``) or its bias
     (``bias``); the whole output scaled (``scale_all``); ``x W`` for ``x
-    W^T`` (``w_t``)."""
+    W^T`` (``w_t``), ``x (B A)`` for ``x (B A)^T`` (``ba_t``)."""
     def variant(x, W, b, A, B, alpha, r):
         s = scale(alpha, r)
         y0 = (x @ W if w_t else x @ W.T) + (b if bias else 0.0)
-        upd = (x @ A.T) @ B.T
+        upd = x @ (B @ A) if ba_t else (x @ A.T) @ B.T
         if scale_all:
             return s * (y0 + upd)
         return (y0 if base else 0.0) + s * upd
@@ -627,9 +705,24 @@ def _lora_fw_variant(scale=lambda alpha, r: alpha / r, base=True, bias=True,
               Diagnoser("scaled the frozen layer's output too: alpha / r "
                         "multiplies the update only",
                         variant=_lora_fw_variant(scale_all=True)),
+              Diagnoser("scaled the update by alpha // r, an integer "
+                        "division: the scale is alpha / r",
+                        variant=_lora_fw_variant(scale=lambda alpha, r: alpha // r)),
+              Diagnoser("scaled the update by alpha / sqrt(r), rsLoRA's scale: "
+                        "nnlib's LoRALinear, like the LoRA paper and peft's "
+                        "default, uses alpha / r",
+                        variant=_lora_fw_variant(scale=lambda alpha, r: alpha / np.sqrt(r))),
               Diagnoser("multiplied by W, not by its transpose: W has shape "
                         "(d_out, d_in), so a row x maps to x W^T",
                         variant=_lora_fw_variant(w_t=True)),
+              Diagnoser("multiplied by B A, not by its transpose: B A has the "
+                        "shape of W, (d_out, d_in), so its update of a row x "
+                        "is x (B A)^T = (x A^T) B^T",
+                        variant=_lora_fw_variant(ba_t=True)),
+              Diagnoser("multiplied by the merged weight W + (alpha / r) B A, not "
+                        "by its transpose: it has shape (d_out, d_in), so a row "
+                        "x maps to x (W + (alpha / r) B A)^T",
+                        variant=_lora_fw_variant(w_t=True, ba_t=True)),
           ])
 def lora_forward(x, W, b, A, B, alpha, r):
     """Exercise ``lora_forward(x, W, b, A, B, alpha, r) -> y``: the output of

@@ -26,47 +26,71 @@ def _ppl_cases(rng):
                 ((3, 7, 9, (1, 7, 3)), 2.0, 0.0, "a sequence of length 1"),
                 ((5, 3, 11, None), 2.0, 0.0, "odd sizes"),
                 ((2, 6, 4, (3, 6)), 2.0, 1000.0,
-                 "large logits (1000 added to every logit)"),
+                 "large logits (about 1000 and 2000 at alternate positions)"),
                 ((2, 8, 6, (8, 5)), 0.0, 0.0, "a uniform model (every logit 0)")]
     out = []
     for (n, t, v, lengths), scale, offset, note in settings:
         lengths = (rng.integers(1, t + 1, size=n) if lengths is None
                    else np.array(lengths))
-        logits = rng.standard_normal((n, t, v)) * scale + offset
+        logits = rng.standard_normal((n, t, v)) * scale
+        if offset:      # 1000 or 2000 by turns: one maximum per batch or sequence fails
+            turns = (np.arange(n)[:, None] + np.arange(t)[None, :]) % 2
+            logits = logits + offset * (1.0 + turns[..., None])
         targets = rng.integers(0, v, size=(n, t))
+        targets[0, 0] = 0                                # a real token with the padding's id
         pad = np.arange(t)[None, :] >= lengths[:, None]
         targets[pad] = 0                                 # the padding id
-        logits[pad] = rng.standard_normal((int(pad.sum()), v)) * 5.0
+        if scale:                                        # arbitrary scores there
+            logits[pad] = rng.standard_normal((int(pad.sum()), v)) * 5.0 + offset
         out.append(Case((logits, targets, lengths), note))
     return out
 
 
 def _ppl_variant(pad="skip", average="tokens", logp="log-softmax", base="e",
-                 sign=-1.0):
+                 sign=-1.0, take_exp=True, axis=-1, shift=False):
     """The perplexity of a padded batch with a known mistake: padding
     counted (``pad="count"``), per-sequence averages (``average``:
     "tokens", the right one; "sequences": the mean of the sequences' mean
     losses; "perplexities": the mean of the sequences' perplexities), the
     logits taken as log-probabilities (``logp="logits"``) or a softmax
-    without its maximum subtracted ("unstable"), 2 ** loss (``base``), or
-    the loss's sign flipped."""
+    without its maximum subtracted ("unstable"), 2 ** loss (``base``), the
+    loss's sign flipped, or no exp at all (``take_exp``). ``pad`` also
+    names wrong masks: "targets" (``targets != 0``), "one more" (``t <=
+    length``), "one less" (``t < length - 1``); ``average="all"`` sums the
+    real positions' losses and divides by all N T positions; ``axis``, the
+    axis of the softmax; ``shift``, the targets shifted by one as for a
+    language model's windows (scores at t against ``targets[:, t + 1]``)."""
     def variant(logits, targets, lengths):
         n, t, v = logits.shape
         if logp == "logits":
+            if float(np.max(logits)) > 700:    # exp(-logit) is 0: other mistakes give 0 too
+                raise ValueError("this mistake cannot be told apart here")
             lp = logits
         elif logp == "unstable":
             e = np.exp(logits)
             lp = np.log(e / e.sum(axis=-1, keepdims=True))
         else:
-            z = logits - logits.max(axis=-1, keepdims=True)
-            lp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            z = logits - logits.max(axis=axis, keepdims=True)
+            lp = z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+        if shift:
+            if t < 2:
+                raise ValueError("nothing to shift")
+            lp, targets, t = lp[:, :-1], targets[:, 1:], t - 1
+            lengths = lengths - 1
         nll = sign * np.take_along_axis(lp, targets[..., None], axis=-1)[..., 0]
-        keep = (np.ones((n, t), bool) if pad == "count"
-                else np.arange(t)[None, :] < lengths[:, None])
-        exp = (lambda x: 2.0 ** x) if base == "2" else np.exp
+        pos, ends = np.arange(t)[None, :], lengths[:, None]
+        keep = {"count": np.ones((n, t), bool), "targets": targets != 0,
+                "one more": pos <= ends, "one less": pos < ends - 1,
+                "skip": pos < ends}[pad]
+        if not keep.any():
+            raise ValueError("no position left")
+        exp = ((lambda x: 2.0 ** x) if base == "2" else np.exp) if take_exp else (
+            lambda x: x)
         if average == "tokens":
-            return float(exp((nll * keep).sum() / keep.sum()))
-        per = (nll * keep).sum(axis=1) / keep.sum(axis=1)
+            return float(exp(nll[keep].sum() / keep.sum()))
+        if average == "all":
+            return float(exp(nll[keep].sum() / (n * t)))
+        per = np.where(keep, nll, 0.0).sum(axis=1) / keep.sum(axis=1)
         if average == "sequences":
             return float(exp(per.mean()))
         return float(np.mean(exp(per)))
@@ -74,7 +98,11 @@ def _ppl_variant(pad="skip", average="tokens", logp="log-softmax", base="e",
 
 
 def _nonfinite(args, got, expected):
-    return got[0] is not None and not np.all(np.isfinite(got[0]))
+    """On large logits the learner's perplexity is NaN, infinite or below
+    1 (0 when an infinite loss went into exp): none can be a perplexity."""
+    g = got[0]
+    return (g is not None and np.ndim(g) == 0 and float(np.max(args[0])) > 700
+            and (not np.isfinite(g) or float(g) < 1.0))
 
 
 @register("padded_perplexity", chapter="05b-sequence-models",
@@ -100,9 +128,34 @@ def _nonfinite(args, got, expected):
               Diagnoser("used base 2 with a loss in nats: perplexity is e to "
                         "the mean loss in nats (2 to the power is for a loss "
                         "in bits)", variant=_ppl_variant(base="2")),
-              Diagnoser("exp overflowed on large logits: subtract each "
-                        "position's maximum logit before exp (a stable "
-                        "log-softmax, chapter 1)", test=_nonfinite),
+              Diagnoser("zeroed the padding's losses but divided by all N T "
+                        "positions: divide by the number of real positions, "
+                        "lengths.sum()", variant=_ppl_variant(average="all")),
+              Diagnoser("found the padding from the targets (targets != 0): a "
+                        "real token can have the padding's id; the real "
+                        "positions are t < lengths[n]", variant=_ppl_variant(pad="targets")),
+              Diagnoser("the mask is one position too long (t <= lengths[n]): "
+                        "with positions counted from 0, the real ones are t < "
+                        "lengths[n]", variant=_ppl_variant(pad="one more")),
+              Diagnoser("the mask is one position too short (t < lengths[n] - 1): "
+                        "with positions counted from 0, the real ones are t < "
+                        "lengths[n]", variant=_ppl_variant(pad="one less")),
+              Diagnoser("returned the mean loss: the perplexity is e to that "
+                        "power", variant=_ppl_variant(take_exp=False)),
+              Diagnoser("the softmax is over the positions (axis 1): each "
+                        "position's logits are a distribution over the V tokens, "
+                        "the last axis", variant=_ppl_variant(axis=1)),
+              Diagnoser("shifted the targets by one, as for a language model's "
+                        "windows: here targets[n, t] is already the token that "
+                        "the logits at position t score", variant=_ppl_variant(shift=True)),
+              Diagnoser("a NaN, an infinity or a 0 came out on large logits: "
+                        "subtract each position's own largest logit before exp "
+                        "(a stable log-softmax, chapter 1; one maximum for the "
+                        "whole batch or for a whole sequence leaves exp(-1000) "
+                        "= 0, and log 0 = -inf, at a position whose logits lie "
+                        "far below it), and keep the padding out by "
+                        "selecting the real positions rather than multiplying by "
+                        "a 0/1 mask (-inf times 0 is NaN)", test=_nonfinite),
           ])
 def padded_perplexity(logits, targets, lengths):
     """Exercise ``padded_perplexity(logits, targets, lengths) ->
