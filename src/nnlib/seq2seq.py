@@ -537,12 +537,13 @@ def corpus_bleu(outputs, references, max_n: int = 4) -> float:
         BLEU = BP * exp(mean over n = 1..max_n of ln p_n)
         p_n  = sum over outputs of the clipped n-gram matches
                / sum over outputs of their n-grams
-        BP   = min(1, exp(1 - r / c))
+        BP   = min(1, exp(1 - len_ref / len_out))
 
     Clipping: an n-gram of an output is credited at most as many times as
     it occurs in the one reference of that output that has it most often
-    (the largest of its counts over the references, not their sum). ``c``
-    is the outputs' total length; ``r``, the *effective reference length*,
+    (the largest of its counts over the references, not their sum).
+    ``len_out`` is the outputs' total length; ``len_ref``, the *effective
+    reference length*,
     adds up, for each output, the length of its reference closest in length
     to it (the shorter of two equally close). The counts are pooled over the
     corpus before the ratios are taken; the score is 0 when some ``p_n`` is
@@ -555,7 +556,7 @@ def corpus_bleu(outputs, references, max_n: int = 4) -> float:
                          f"output, got {len(outputs)} outputs and "
                          f"{len(references)} lists of references")
     match, total = np.zeros(max_n), np.zeros(max_n)
-    c = r = 0
+    len_out = len_ref = 0
     for i, (out, refs) in enumerate(zip(outputs, references)):
         if isinstance(refs, np.ndarray) or not isinstance(refs, (list, tuple)) \
                 or len(refs) == 0:
@@ -567,8 +568,8 @@ def corpus_bleu(outputs, references, max_n: int = 4) -> float:
                              f"sequence of tokens and references[{i}] a list "
                              f"of them, got {out!r} and {refs!r}")
         out, refs = list(out), [list(ref) for ref in refs]
-        c += len(out)
-        r += min((abs(len(ref) - len(out)), len(ref)) for ref in refs)[1]
+        len_out += len(out)
+        len_ref += min((abs(len(ref) - len(out)), len(ref)) for ref in refs)[1]
         for n in range(1, max_n + 1):
             counts = _ngrams(out, n)
             most = Counter()                    # max count over references
@@ -576,7 +577,7 @@ def corpus_bleu(outputs, references, max_n: int = 4) -> float:
                 most |= _ngrams(ref, n)
             match[n - 1] += sum(min(k, most[g]) for g, k in counts.items())
             total[n - 1] += max(len(out) - n + 1, 0)
-    if c == 0 or np.any(match == 0):
+    if len_out == 0 or np.any(match == 0):
         return 0.0
-    bp = min(1.0, math.exp(1 - r / c))
+    bp = min(1.0, math.exp(1 - len_ref / len_out))
     return float(bp * math.exp(np.mean(np.log(match / total))))
