@@ -432,14 +432,14 @@ def _kv_cases(rng):
     return out
 
 
-def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
-                stable=True, attend_cache_only=False, scale_by=None):
+def _kv_variant(keys="append", scale=lambda d, d_v, t: 1.0 / np.sqrt(d), axis=-1,
+                stable=True, attend_cache_only=False):
     """One cached step with a known mistake: the new key and value put in
     front (``keys="front"``), the query appended in place of the key
     (``"query"``), the cache replaced by the new position (``"replace"``);
-    the old cache returned (``"old"``); the scores scaled by ``scale(d)``,
-    or by ``1 / sqrt`` of ``scale_by`` ("d_v": the size of a value; "t":
-    the number of positions); the softmax over ``axis``; without the max
+    the old cache returned (``"old"``); the scores scaled by ``scale(d,
+    d_v, t)`` (of the sizes of a query and of a value and the number of
+    positions); the softmax over ``axis``; without the max
     subtracted (``stable``); attending before appending
     (``attend_cache_only``)."""
     def variant(q, k, v, K_cache, V_cache):
@@ -455,8 +455,7 @@ def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
         K_att, V_att = (K_cache, V_cache) if attend_cache_only else (K, V)
         if K_att.shape[1] == 0:
             raise ValueError("nothing to attend to")
-        c = {None: scale(q.shape[-1]), "d_v": 1.0 / np.sqrt(v.shape[-1]),
-             "t": 1.0 / np.sqrt(K.shape[1])}[scale_by]
+        c = scale(q.shape[-1], v.shape[-1], K.shape[1])
         s = np.einsum("nd,ntd->nt", q, K_att) * c
         e = np.exp(s - s.max(axis=axis, keepdims=True) if stable else s)
         a = e / e.sum(axis=axis, keepdims=True)
@@ -489,16 +488,18 @@ def _kv_variant(keys="append", scale=lambda d: 1.0 / np.sqrt(d), axis=-1,
                         variant=_kv_variant(keys="replace")),
               Diagnoser("the scores are not scaled: divide q . k by sqrt(d), "
                         "d the size of a query and a key",
-                        variant=_kv_variant(scale=lambda d: 1.0), outputs=("out",)),
+                        variant=_kv_variant(scale=lambda d, d_v, t: 1.0), outputs=("out",)),
               Diagnoser("the scores are divided by d: the scale is 1 / sqrt(d)",
-                        variant=_kv_variant(scale=lambda d: 1.0 / d), outputs=("out",)),
+                        variant=_kv_variant(scale=lambda d, d_v, t: 1.0 / d), outputs=("out",)),
               Diagnoser("the scores are scaled with the size of a value: the "
                         "scale is 1 / sqrt(d), d the size of a query and a key "
-                        "(q.shape[-1])", variant=_kv_variant(scale_by="d_v"),
+                        "(q.shape[-1])", variant=_kv_variant(
+                            scale=lambda d, d_v, t: 1.0 / np.sqrt(d_v)),
                         outputs=("out",)),
               Diagnoser("the scores are scaled with the number of positions t: "
                         "the scale is 1 / sqrt(d), d the size of a query and a "
-                        "key, the same at every step", variant=_kv_variant(scale_by="t"),
+                        "key, the same at every step", variant=_kv_variant(
+                            scale=lambda d, d_v, t: 1.0 / np.sqrt(t)),
                         outputs=("out",)),
               Diagnoser("returned the old cache: return K and V with the new "
                         "position appended, for the next step",

@@ -97,7 +97,7 @@ def _ppl_variant(pad="skip", average="tokens", logp="log-softmax", base="e",
     return variant
 
 
-def _nonfinite(args, got, expected):
+def _not_a_perplexity(args, got, expected):
     """On large logits the learner's perplexity is NaN, infinite or below
     1 (0 when an infinite loss went into exp): none can be a perplexity."""
     g = got[0]
@@ -155,7 +155,7 @@ def _nonfinite(args, got, expected):
                         "= 0, and log 0 = -inf, at a position whose logits lie "
                         "far below it), and keep the padding out by "
                         "selecting the real positions rather than multiplying by "
-                        "a 0/1 mask (-inf times 0 is NaN)", test=_nonfinite),
+                        "a 0/1 mask (-inf times 0 is NaN)", test=_not_a_perplexity),
           ])
 def padded_perplexity(logits, targets, lengths):
     """Exercise ``padded_perplexity(logits, targets, lengths) ->
