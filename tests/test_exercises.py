@@ -258,10 +258,11 @@ def test_ch03_smallest_network_for_the_spiral():
 def _chapter10_recommender():
     """The recommender's code cells of chapter 10, run as they stand."""
     cells = code_cells("10")
-    setup = next(c for c in cells if "class MatrixFactorization" in c)
+    first = next(i for i, c in enumerate(cells) if "def make_ratings" in c)
+    last = next(i for i, c in enumerate(cells) if "def train_mf" in c)
     namespace = {}
     exec("import numpy as np\nimport nnlib\nfrom nnlib.train import fit\n"
-         + setup.split("baseline = ")[0], namespace)
+         + "\n".join(cells[first:last + 1]), namespace)
     return namespace
 
 
