@@ -216,3 +216,13 @@ def test_the_study_script_runs_end_to_end(tmp_path):
     assert other["seed"] == 1 and {r["method"] for r in other["runs"]} == {"probe", "full",
                                                                          "lp-ft"}
     assert {p["depth"] for p in saved["layers"]} == set(cs.DEPTHS)
+    own = saved["own_tuning"]["runs"]       # tuned on their own labels
+    assert {r["method"] for r in own} == set(cs.STUDY_METHODS) - {"probe"}
+    for r in own:
+        t = next(t for t in saved["tuning"] if t["method"] == r["method"])
+        assert set(r["val_by_lr"]) == {str(v) for v in t["grid"]}
+        best = max(r["val_by_lr"].values())
+        assert r["val"] == best and r["test"] == r["test_by_lr"][str(r["lr"])]
+        same = next(x for x in saved["runs"] if x["method"] == r["method"]
+                    and x["val_mode"] == "inside" and x["seed"] == r["seed"])
+        assert r["test_by_lr"][str(t["lr"])] == same["test"]   # the table's row
