@@ -160,6 +160,50 @@ def test_code_lines_fit_the_text_column(nb):
     assert not long, f"{nb.name}: lines over 76 characters: {long[:3]}"
 
 
+def lines_of_code(source: str) -> int:
+    """Lines holding code: not blank, not only a comment, not part of a
+    docstring (a string standing alone as a statement). Comments and
+    docstrings explain the code; counting them would push a writer to
+    delete the explanation instead of the clutter."""
+    import ast
+    import io
+    import tokenize
+
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+            tokenize.DEDENT, tokenize.ENDMARKER}
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    code = {n for t in tokens if t.type not in skip
+            for n in range(t.start[0], t.end[0] + 1)}
+    doc = {n for node in ast.walk(ast.parse(source))
+           if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+           and isinstance(node.value.value, str)
+           for n in range(node.lineno, node.end_lineno + 1)}
+    return len(code - doc)
+
+
+def test_lines_of_code_counts_neither_comments_nor_docstrings():
+    source = ('def f(x):\n    """Two lines\n    of docstring."""\n\n'
+              '    # a comment\n    y = (x +\n         1)  # why\n    return y\n')
+    assert lines_of_code(source) == 4
+
+
+CODE_LINES = 15
+HIDDEN_INPUT = ("hide-input", "remove-input", "remove-cell")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_each_shown_code_cell_is_short(nb):
+    """A cell shows one idea in at most 15 lines of code; longer plumbing
+    is split where its ideas part, or lives in nnlib. Not counted: the
+    install and import cells (the first two code cells) and cells whose
+    code the page hides (plots and the bookkeeping of glued numbers)."""
+    cells = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    long = [(c.get("id"), n) for c in cells[2:]
+            if not set(HIDDEN_INPUT) & set(c.get("metadata", {}).get("tags", []))
+            and (n := lines_of_code("".join(c["source"]))) > CODE_LINES]
+    assert not long, f"{nb.name}: cells over {CODE_LINES} lines of code: {long}"
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_code_in_dropdowns_fits_their_narrower_column(nb):
     """Code blocks in the prose fit as code cells do (76 characters); in a
