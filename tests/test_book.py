@@ -23,6 +23,14 @@ def test_notebook_is_committed_without_outputs(nb):
     assert not dirty, f"{nb.name}: cells {dirty} carry outputs; clear them before committing"
 
 
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_cell_ids_are_unique(nb):
+    """nbformat renames a repeated id at random on reading, which makes the
+    tests and tools that find a cell by its id unstable."""
+    ids = [c.get("id") for c in json.loads(nb.read_text())["cells"]]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
 def _install_cell():
     import importlib.util
 
