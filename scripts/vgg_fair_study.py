@@ -7,6 +7,7 @@ budget and its own learning rate chosen on validation.
     python scripts/vgg_fair_study.py table     # book/data/vgg_study.json
     python scripts/vgg_fair_study.py long      # adds long runs from scratch to it
     python scripts/vgg_fair_study.py own       # adds runs tuned on their own labels
+    python scripts/vgg_fair_study.py source    # adds probes on printed symbols
     python scripts/vgg_fair_study.py all --tiny --out DIR   # the test's run, seconds
 
 ``weights`` pretrains ``case_study.symbols_vgg16`` on ``symbols_split`` (43
@@ -69,6 +70,8 @@ SOURCE_SEEDS, SOURCE_METHODS = (1, 2), ("probe", "full", "lp-ft")
 # the steps (and the patience), at its tuned rate, on the reported seeds
 LONG_FACTOR = 3
 SOURCE_PER_CLASS, SOURCE_EPOCHS, SOURCE_PATIENCE, SSL_EPOCHS = 200, 40, 5, 30
+# the probes on printed symbols: images rendered per class, split 70/15/15
+SOURCE_PROBE_IMAGES = 30
 
 
 def pretrain_source(seed: int = 0, tiny: bool = False):
@@ -210,7 +213,8 @@ def add_own_tuning(table: Path, source_path: Path, ssl_path: Path, tiny: bool = 
     ended with (no further widening; ties: the middle value), instead of on
     the tuning seeds' other draws of labels. The run at the rate the study
     chose is the table's own row (every run is seeded); the others are run
-    here. Adds the rows to ``table`` as ``own_tuning``."""
+    here (``tiny``: the grid's first two rates). Adds the rows to
+    ``table`` as ``own_tuning``."""
     study = json.loads(table.read_text())
     split = cs.digits_split()
     source = torch.load(source_path, weights_only=True)
@@ -231,7 +235,8 @@ def add_own_tuning(table: Path, source_path: Path, ssl_path: Path, tiny: bool = 
                     ssl_state=ssl, steps=study["steps"])
                 return by_lr[lr]["val"]
 
-            lr, grid, scores = cs._choose(tuple(t["grid"]), score, max_widen=0)
+            grid = tuple(t["grid"])[:2] if tiny else tuple(t["grid"])   # tiny: a test
+            lr, grid, scores = cs._choose(grid, score, max_widen=0)
             rows.append({"method": method, "per_class": per_class, "seed": seed,
                          "lr": lr, "study_lr": t["lr"], "val": by_lr[lr]["val"],
                          "test": by_lr[lr]["test"],
@@ -245,9 +250,39 @@ def add_own_tuning(table: Path, source_path: Path, ssl_path: Path, tiny: bool = 
     print(f"added {len(rows)} runs tuned on their own labels to {table}")
 
 
+def add_source_probes(table: Path, source_path: Path, tiny: bool = False) -> None:
+    """The test of "the dense layers specialised to the source task": the
+    same probes as ``layers``, at every depth, of the pretrained and of the
+    random network, on printed *symbols* (the source task's classes, new
+    renderings: ``symbols_split`` with its own seed, 10 labels per class
+    inside the budget as for the digits), seeds 0-4. Specialised layers
+    read well on the source task where they read badly on the target.
+    Adds the rows to ``table`` as ``source_probes``."""
+    study = json.loads(table.read_text())
+    source = torch.load(source_path, weights_only=True)
+    seeds = (0,) if tiny else sorted({r["seed"] for r in study["runs"]})
+    start, rows = time.perf_counter(), []
+    for seed in seeds:
+        split = cs.symbols_split(12 if tiny else SOURCE_PROBE_IMAGES, seed=1_000 + seed)
+        train, val = cs.budget_split(split, 5 if tiny else 10, seed, "inside")
+        nets = {"symbols": cs.study_model("probe", 0, source),
+                "random": cs.study_model("scratch", seed, None)}
+        for start_name, net in nets.items():
+            for depth in cs.DEPTHS:
+                p = cs.probe_run(net, train, val, (split.X_test, split.y_test), depth, seed)
+                p.update(start=start_name, seed=seed, n_test=len(split.y_test))
+                rows.append(p)
+                print(json.dumps(p), flush=True)
+    study["source_probes"] = {"made_by": "python scripts/vgg_fair_study.py source",
+                              "images_per_class": SOURCE_PROBE_IMAGES, "per_class": 10,
+                              "seconds": round(time.perf_counter() - start), "rows": rows}
+    table.write_text(json.dumps(study, indent=1) + "\n")
+    print(f"added {len(rows)} probes on printed symbols to {table}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["weights", "table", "all", "long", "own"])
+    p.add_argument("what", choices=["weights", "table", "all", "long", "own", "source"])
     p.add_argument("--tiny", action="store_true",
                    help="a few images, one epoch, one budget of 5 and one seed: a test of "
                         "the whole pipeline in seconds")
@@ -272,6 +307,8 @@ def main(argv=None):
         add_long_scratch(table, args.tiny)
     if args.what in ("own", "all"):
         add_own_tuning(table, weights, ssl, args.tiny)
+    if args.what in ("source", "all"):
+        add_source_probes(table, weights, args.tiny)
 
 
 if __name__ == "__main__":
