@@ -228,6 +228,7 @@ def test_the_study_script_runs_end_to_end(tmp_path):
         if str(t["lr"]) in r["test_by_lr"]:                   # the table's row
             assert r["test_by_lr"][str(t["lr"])] == same["test"]
     probes = saved["source_probes"]["rows"]    # on printed symbols
-    assert {(p["start"], p["depth"]) for p in probes} == {
-        (s, d) for s in ("symbols", "random") for d in cs.DEPTHS}
+    assert {(p["task"], p["start"], p["depth"]) for p in probes} == {
+        (t, s, d) for t in ("symbols", "printed digits")
+        for s in ("symbols", "random") for d in cs.DEPTHS}
     assert all(0 <= p["test"] <= 1 and p["n_test"] > 0 for p in probes)

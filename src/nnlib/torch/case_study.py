@@ -53,7 +53,8 @@ def upsample(X, side: int = 32) -> np.ndarray:
 
 
 def printed_digits(n_per_digit: int, seed: int = 0, noise: float = 0.05, side: int = 32):
-    """The source task: the digits 0-9 printed in the fonts matplotlib ships,
+    """The digits 0-9 printed in the fonts matplotlib ships (the earlier
+    stand-in's source task, and chapter 9's printed-digit probe),
     rendered like scikit-learn's digits (8x8 ink counts) with random rotation,
     size and shift (``nnlib.data.render_glyphs`` with ``jitter=1``), plus
     Gaussian pixel noise of std ``noise``, clipped to [0, 1] and upsampled to
@@ -77,7 +78,7 @@ def digits_split(side: int = 32, seed: int = 0):
 
 
 def printed_split(n_per_digit: int = 500, side: int = 32, seed: int = 0):
-    """The source task's split: ``printed_digits``, 70 / 15 / 15 %."""
+    """``printed_digits`` split 70 / 15 / 15 %."""
     from ..data import train_val_test_split
 
     X, y = printed_digits(n_per_digit, seed=seed, side=side)
