@@ -161,11 +161,15 @@ def test_launch_buttons_and_binder_environment():
 def test_code_lines_fit_the_text_column(nb):
     """At the book's code font size a line of 76 characters fills the text
     column at 1200 px; a longer one gets a sideways scroll bar (the browser
-    test measures it too, but only after a build)."""
+    test measures it too, but only after a build). A cell whose input is
+    hidden shows it inside a toggle, whose frame takes some of the column:
+    74 there (lines of 75 overflowed in the browser test, 74 fitted)."""
     long = [(i, line) for i, c in enumerate(json.loads(nb.read_text())["cells"])
             if c["cell_type"] == "code"
-            for line in "".join(c["source"]).splitlines() if len(line) > 76]
-    assert not long, f"{nb.name}: lines over 76 characters: {long[:3]}"
+            for line in "".join(c["source"]).splitlines()
+            if len(line) > (74 if "hide-input" in c.get("metadata", {}).get("tags", [])
+                            else 76)]
+    assert not long, f"{nb.name}: lines too wide for their column: {long[:3]}"
 
 
 def lines_of_code(source: str) -> int:
